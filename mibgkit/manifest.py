@@ -1,0 +1,240 @@
+"""``data_manifest.csv`` and the clinical table: their schemas and validated readers.
+
+The manifest has one row per patient, keyed by a pseudonymous ``patient_id``; it points at the
+images and gives the outcome. The clinical table (``clinical.csv`` beside the manifest by default)
+holds the Table 1 variables, keyed by the same ``patient_id``. Both are validated before any work
+starts; relative paths resolve against the manifest's folder and may not leave it.
+
+Columns not in the schemas (names, birth dates, hospital numbers a hospital export may carry) are
+dropped on reading, so they can never reach a table, figure or report.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from .errors import ManifestError
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str  # "id", "path", "str", "float", "int", "binary", "date", or "cat"
+    required: bool
+    doc: str
+    levels: tuple[str, ...] = ()
+
+
+#: data_manifest.csv, one row per patient.
+MANIFEST_COLUMNS: tuple[Column, ...] = (
+    Column("patient_id", "id", True, "pseudonymous patient ID; the only identity that reaches a report"),
+    Column("spect", "path", True, "SPECT: DICOM file (NM multi-frame) or folder, NIfTI or NRRD"),
+    Column("ct", "path", False, "CT: DICOM folder, NIfTI or NRRD (used for display and native-grid shape)"),
+    Column("roi", "path", True, "tumour ROI: 3D Slicer .seg.nrrd or a labelmap (NIfTI/NRRD)"),
+    Column("roi_segment", "str", False, "exact segment name inside a .seg.nrrd"),
+    Column("roi_label", "int", False, "label value inside a labelmap (default: all non-zero)"),
+    Column("markups", "path", False, "3D Slicer .mrk.json with control points liver, muscle_left, muscle_right"),
+    *(
+        Column(f"{p}_{a}_mm", "float", False, f"{p} sphere centre, LPS {a} in mm (used when there is no markups file)")
+        for p in ("liver", "muscle_left", "muscle_right")
+        for a in ("x", "y", "z")
+    ),
+    Column("scan_date", "date", False, "date of the SPECT/CT, ISO YYYY-MM-DD"),
+    Column("efs_days", "float", True, "days from the scan to event or censoring (> 0)"),
+    Column("efs_event", "binary", True, "1 = event (relapse, progression or death), 0 = censored"),
+)
+
+_YES_NO = ("no", "yes")
+
+#: clinical.csv, one row per patient (Table 1 variables). Blank = not known.
+CLINICAL_COLUMNS: tuple[Column, ...] = (
+    Column("patient_id", "id", True, "pseudonymous patient ID, as in the manifest"),
+    Column("sex", "cat", False, "M or F", ("M", "F")),
+    Column("age_months", "float", False, "age at diagnosis, months"),
+    Column("primary_site", "cat", False, "site of the primary tumour", ("abdomen", "mediastinum", "pelvis")),
+    Column("idrf", "cat", False, "image-defined risk factors present", ("negative", "positive")),
+    Column("idrf_number", "int", False, "number of IDRFs"),
+    Column("curie_score", "int", False, "modified Curie score"),
+    Column("uptake_extent", "cat", False, "MIBG uptake of the primary", ("muscle_to_liver", "above_liver")),
+    Column("bone_marrow_metastasis", "cat", False, "bone/bone-marrow metastasis", _YES_NO),
+    Column("histology", "cat", False, "NB (neuroblastoma) or GNB (ganglioneuroblastoma)", ("NB", "GNB")),
+    Column("nse_ng_ml", "float", False, "neuron-specific enolase, ng/ml"),
+    Column("ldh_u_l", "float", False, "lactate dehydrogenase, U/l"),
+    Column("mycn", "cat", False, "MYCN status", ("normal", "amplified")),
+    Column("del_1p36", "cat", False, "1p36 aberration", _YES_NO),
+    Column("del_11q23", "cat", False, "11q23 aberration", _YES_NO),
+    Column("neoadjuvant_chemo", "cat", False, "neoadjuvant chemotherapy", _YES_NO),
+    Column("surgery", "cat", False, "surgery", _YES_NO),
+    Column("postoperative_chemo", "cat", False, "postoperative chemotherapy", _YES_NO),
+    Column("radiotherapy", "cat", False, "radiotherapy", _YES_NO),
+    Column("event_type", "cat", False, "type of EFS event", ("none", "relapse", "progression", "death")),
+)
+
+
+def schema_markdown(columns: tuple[Column, ...]) -> str:
+    """The schema as a Markdown table (used in the README)."""
+    rows = ["| column | required | type | meaning |", "|---|---|---|---|"]
+    for c in columns:
+        kind = c.kind + (f" ({' / '.join(c.levels)})" if c.levels else "")
+        rows.append(f"| `{c.name}` | {'yes' if c.required else ''} | {kind} | {c.doc} |")
+    return "\n".join(rows)
+
+
+def _blank(v) -> bool:
+    return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
+
+
+def _validate(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.DataFrame:
+    missing = [c.name for c in columns if c.required and c.name not in df.columns]
+    if missing:
+        raise ManifestError(f"missing required column(s): {', '.join(missing)}", path=path)
+    if df.empty:
+        raise ManifestError("the table has no rows", path=path)
+    known = [c for c in columns if c.name in df.columns]
+    out = pd.DataFrame(index=df.index)
+    problems: list[str] = []
+    ids = df["patient_id"].astype(str).str.strip()
+    for c in known:
+        col = df[c.name]
+        for i, v in col.items():
+            pid = ids.get(i, "?")
+            if _blank(v):
+                if c.required:
+                    problems.append(f"patient {pid}: {c.name} is empty")
+                continue
+            s = str(v).strip()
+            if c.kind in ("float", "int"):
+                try:
+                    x = float(s)
+                except ValueError:
+                    problems.append(f"patient {pid}: {c.name} = {s!r} is not a number")
+                    continue
+                if not math.isfinite(x) or (c.kind == "int" and x != int(x)):
+                    problems.append(f"patient {pid}: {c.name} = {s!r} is not a finite {'integer' if c.kind == 'int' else 'number'}")
+            elif c.kind == "binary" and s not in ("0", "1", "0.0", "1.0"):
+                problems.append(f"patient {pid}: {c.name} = {s!r} must be 0 or 1")
+            elif c.kind == "cat" and s not in c.levels:
+                problems.append(f"patient {pid}: {c.name} = {s!r} is not one of {', '.join(c.levels)}")
+            elif c.kind == "date":
+                try:
+                    pd.Timestamp(_iso_date(s))
+                except (ValueError, TypeError):
+                    problems.append(f"patient {pid}: {c.name} = {s!r} is not an ISO date (YYYY-MM-DD)")
+        if c.kind == "float":
+            out[c.name] = pd.to_numeric(col, errors="coerce").astype(float)
+        elif c.kind == "int":
+            out[c.name] = pd.to_numeric(col, errors="coerce").astype(float).astype("Int64", errors="ignore")
+        elif c.kind == "binary":
+            out[c.name] = pd.to_numeric(col, errors="coerce").astype("Int64")
+        elif c.kind == "date":
+            out[c.name] = col.map(_date_or_none)
+        else:
+            out[c.name] = col.map(lambda v: None if _blank(v) else str(v).strip())
+    dup = ids[ids.duplicated()].unique()
+    if len(dup):
+        problems.append(f"duplicate patient_id: {', '.join(dup)}")
+    if "efs_days" in out:
+        for i, v in out["efs_days"].items():
+            if pd.notna(v) and v <= 0:
+                problems.append(f"patient {ids[i]}: efs_days = {v:g} must be > 0")
+    if problems:
+        more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+        raise ManifestError("; ".join(problems[:20]) + more, path=path)
+    out["patient_id"] = ids
+    return out.set_index("patient_id", drop=False).rename_axis(None)
+
+
+def _iso_date(s: str) -> str:
+    if len(s) != 10 or s[4] != "-" or s[7] != "-":
+        raise ValueError(s)
+    return pd.Timestamp(s).strftime("%Y-%m-%d")
+
+
+def _date_or_none(v) -> str | None:
+    try:
+        return None if _blank(v) else _iso_date(str(v).strip())
+    except (ValueError, TypeError):
+        return None
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        raise ManifestError("file not found", path=path)
+    try:
+        return pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise ManifestError(f"cannot be read as CSV: {e}", path=path) from e
+
+
+def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate ``data_manifest.csv``.
+
+    Returns a DataFrame indexed by ``patient_id`` with the schema's columns (others dropped) and
+    the path columns resolved to absolute paths (they must exist and stay inside the manifest's
+    folder). ``df.attrs["manifest"]`` holds the manifest's absolute path.
+    """
+    path = Path(path).resolve()
+    df = _validate(_read_csv(path), MANIFEST_COLUMNS, path)
+    base = path.parent
+    problems = []
+    for c in MANIFEST_COLUMNS:
+        if c.kind != "path" or c.name not in df:
+            continue
+        resolved = []
+        for pid, rel in df[c.name].items():
+            if rel is None:
+                resolved.append(None)
+                continue
+            p = (base / rel).resolve()
+            if base not in p.parents and p != base:
+                problems.append(f"patient {pid}: {c.name} path {rel!r} leaves the manifest's folder")
+            elif not p.exists():
+                problems.append(f"patient {pid}: {c.name} file {rel!r} does not exist")
+            resolved.append(str(p))
+        df[c.name] = resolved
+    if problems:
+        raise ManifestError("; ".join(problems), path=path)
+    has_markups = df["markups"].notna() if "markups" in df else pd.Series(False, index=df.index)
+    coord_cols = [f"{p}_{a}_mm" for p in ("liver", "muscle_left", "muscle_right") for a in "xyz"]
+    for pid in df.index[~has_markups]:
+        if not all(c in df and pd.notna(df.at[pid, c]) for c in coord_cols):
+            problems.append(f"patient {pid}: no markups file and incomplete sphere-centre columns")
+    if problems:
+        raise ManifestError("; ".join(problems), path=path)
+    df.attrs["manifest"] = str(path)
+    return df
+
+
+def read_clinical(path: str | os.PathLike) -> pd.DataFrame:
+    """Read and validate the clinical table; identity columns outside the schema are dropped."""
+    path = Path(path).resolve()
+    return _validate(_read_csv(path), CLINICAL_COLUMNS, path)
+
+
+def sphere_centres_from_row(row: pd.Series) -> dict[str, tuple[float, float, float]]:
+    """Sphere centres (LPS mm) from the manifest's coordinate columns."""
+    return {p: tuple(float(row[f"{p}_{a}_mm"]) for a in "xyz") for p in ("liver", "muscle_left", "muscle_right")}
+
+
+def cohort_table(manifest: pd.DataFrame, clinical: pd.DataFrame, features: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One analysis table: outcome from the manifest, clinical variables, and image features.
+
+    Patients must match between manifest and clinical table (error listing the differences).
+    """
+    a, b = set(manifest.index), set(clinical.index)
+    if a != b:
+        only_m, only_c = sorted(a - b), sorted(b - a)
+        raise ManifestError(
+            "manifest and clinical table list different patients"
+            + (f"; only in manifest: {', '.join(only_m)}" if only_m else "")
+            + (f"; only in clinical table: {', '.join(only_c)}" if only_c else "")
+        )
+    out = manifest[["patient_id", "efs_days", "efs_event"]].join(clinical.drop(columns="patient_id"))
+    if features is not None:
+        out = out.join(features.drop(columns=[c for c in ("patient_id",) if c in features]), how="left")
+    return out
