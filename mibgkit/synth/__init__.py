@@ -1,0 +1,1 @@
+"""Synthetic cohort: anatomy, tumours, DICOM writing and calibration."""
