@@ -7,6 +7,7 @@ QC table and the run carries on.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -35,7 +36,7 @@ def extract_cohort(
     *,
     mtv_method: str = "roi",
     mtv_params: Mapping | None = None,
-    native_shape: bool = False,
+    native_shape: bool = True,
     progress: bool = True,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Features for every patient of a validated manifest (see :func:`mibgkit.manifest.read_manifest`).
@@ -75,3 +76,99 @@ def qc_path_for(features_path: str | os.PathLike) -> Path:
     """Where the QC table of a features file goes: ``features.csv`` → ``features_qc.csv``."""
     p = Path(features_path)
     return p.with_name(p.stem + "_qc" + p.suffix)
+
+
+def extraction_inputs(manifest: pd.DataFrame) -> list[str]:
+    """The files extraction reads: manifest, SPECT, ROI and markups of every patient."""
+    files = [manifest.attrs.get("manifest")]
+    for col in ("spect", "roi", "markups"):
+        if col in manifest:
+            files.extend(p for p in manifest[col] if p)
+    return [f for f in files if f]
+
+
+def cached_features(
+    manifest: pd.DataFrame,
+    workdir: str | os.PathLike,
+    *,
+    mtv_method: str = "roi",
+    mtv_params: Mapping | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """:func:`extract_cohort`, reusing a previous result when inputs and parameters are unchanged.
+
+    The cache key is a SHA-256 over the bytes of every file extraction reads, the MTV parameters
+    and the mibgkit version; results live in ``workdir`` as ``features-<key>.csv`` and
+    ``features-<key>_qc.csv`` (written atomically).
+    """
+    import hashlib
+    import json
+
+    from . import __version__
+    from .outputs import write_csv
+    from .provenance import inputs_digest
+
+    base = Path(manifest.attrs.get("manifest", ".")).resolve().parent
+    digest, _ = inputs_digest(extraction_inputs(manifest), base)
+    key_src = json.dumps({"inputs": digest, "mtv_method": mtv_method, "mtv_params": dict(mtv_params or {}),
+                          "version": __version__}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    f_path = Path(workdir) / f"features-{key}.csv"
+    q_path = qc_path_for(f_path)
+    if not (f_path.is_file() and q_path.is_file()):
+        features, qc = extract_cohort(manifest, mtv_method=mtv_method, mtv_params=mtv_params, progress=progress)
+        write_csv(f_path, features)
+        write_csv(q_path, qc)
+    # Always return what is on disk, so a first run and a cached run give identical numbers.
+    return read_features(f_path)
+
+
+def read_features(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A features table written by ``mibgkit extract`` and its QC table beside it."""
+    f_path, q_path = Path(path), qc_path_for(path)
+    features = pd.read_csv(f_path, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
+    qc = pd.read_csv(q_path, dtype=str, keep_default_na=False)
+    features = features.set_index("patient_id", drop=False).rename_axis(None)
+    if "qc_warnings" in features:
+        features["qc_warnings"] = features["qc_warnings"].fillna("")
+    return features, qc
+
+
+@dataclass
+class Cohort:
+    """Everything the notebooks analyse, read and validated once.
+
+    ``table`` joins outcome, clinical variables and features by ``patient_id`` (patients whose
+    extraction failed keep NaN features); ``covariates`` codes it as Cox covariates
+    (:func:`mibgkit.variables.covariates`); ``base`` is the manifest's folder.
+    """
+
+    manifest: pd.DataFrame
+    clinical: pd.DataFrame
+    features: pd.DataFrame
+    qc: pd.DataFrame
+    table: pd.DataFrame
+    covariates: pd.DataFrame
+    base: Path
+
+
+def load_cohort(
+    manifest: str | os.PathLike,
+    *,
+    clinical: str | os.PathLike | None = None,
+    workdir: str | os.PathLike,
+    mtv_method: str = "roi",
+    mtv_params: Mapping | None = None,
+    progress: bool = False,
+) -> Cohort:
+    """Read manifest and clinical table (default ``clinical.csv`` beside the manifest), extract
+    or reuse the features, and assemble the analysis tables."""
+    from .manifest import cohort_table, read_clinical, read_manifest
+    from .variables import covariates
+
+    m = read_manifest(manifest)
+    base = Path(m.attrs["manifest"]).parent
+    c = read_clinical(clinical if clinical else base / "clinical.csv")
+    features, qc = cached_features(m, workdir, mtv_method=mtv_method, mtv_params=mtv_params, progress=progress)
+    table = cohort_table(m, c, features)
+    return Cohort(m, c, features, qc, table, covariates(table), base)

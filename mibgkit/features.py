@@ -178,6 +178,16 @@ def load_centres(row: Mapping, *, patient=None) -> dict[str, tuple[float, float,
         raise GeometryError(f"no markups file and no usable sphere-centre columns ({e})", patient=patient) from e
 
 
+def load_patient_images(row: Mapping) -> tuple[sitk.Image, sitk.Image, dict]:
+    """SPECT, the ROI on the SPECT grid, and the sphere centres of one manifest row (for QC views)."""
+    pid = str(row["patient_id"])
+    spect = io.load_image(row["spect"], patient=pid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QCWarning)
+        roi = roi_on_grid(load_roi(row, patient=pid), spect, patient=pid, path=row["roi"])
+    return spect, roi, load_centres(row, patient=pid)
+
+
 def extract_patient(
     row: Mapping,
     *,

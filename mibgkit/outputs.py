@@ -37,5 +37,5 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_csv(path: str | os.PathLike, df: pd.DataFrame, *, index: bool = False) -> Path:
-    """Write a table atomically, with a fixed float format so re-runs give identical bytes."""
-    return write_text(path, df.to_csv(index=index, float_format="%.10g", lineterminator="\n"))
+    """Write a table atomically; floats in full precision (``repr``), so re-runs give identical bytes."""
+    return write_text(path, df.to_csv(index=index, lineterminator="\n"))

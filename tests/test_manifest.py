@@ -118,3 +118,15 @@ def test_cohort_table_requires_the_same_patients(tmp_path):
     c = read_clinical(write(tmp_path, clinical_rows(), "clinical.csv"))
     t = cohort_table(m, c)
     assert list(t.columns[:3]) == ["patient_id", "efs_days", "efs_event"] and "sex" in t
+
+
+def test_readme_and_template_follow_the_schema():
+    """The README's schema tables and the template manifest are the schema, not a copy that drifts."""
+    from mibgkit.manifest import CLINICAL_COLUMNS, MANIFEST_COLUMNS, schema_markdown
+
+    root = Path(__file__).parents[1]
+    readme = (root / "README.md").read_text()
+    assert schema_markdown(MANIFEST_COLUMNS) in readme
+    assert schema_markdown(CLINICAL_COLUMNS) in readme
+    header = (root / "data_manifest.csv").read_text().splitlines()[0].split(",")
+    assert header == [c.name for c in MANIFEST_COLUMNS]

@@ -1,0 +1,201 @@
+"""Figures in one house style: Kaplan–Meier with numbers at risk, forest plot, ROC, QC views.
+
+Functions draw on a given ``matplotlib`` Axes (or make a Figure) and return it; nothing is saved
+here. Images are shown in radiological convention (patient's right on the left of the picture,
+anterior at the top of axial slices, superior at the top of coronal views), after reorienting to
+LPS so any direction matrix displays the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import SimpleITK as sitk
+
+#: Colours: this run vs the paper, high vs low group.
+THIS_RUN = "#1f5c99"
+PAPER = "#c05621"
+GROUP_COLOURS = ("#b22222", "#1f5c99", "#2e8b57", "#6a3d9a")
+
+
+def set_style() -> None:
+    """The house style (seaborn ``whitegrid``, print-sized fonts, vector figures in notebooks)."""
+    import seaborn as sns
+
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
+    plt.rcParams.update({
+        "figure.dpi": 110, "savefig.bbox": "tight", "axes.titleweight": "bold", "axes.titlesize": 11,
+        "svg.fonttype": "none", "legend.frameon": False,
+    })
+    try:
+        from matplotlib_inline.backend_inline import set_matplotlib_formats
+
+        set_matplotlib_formats("svg")
+    except ImportError:  # not in a notebook
+        pass
+
+
+def km_plot(
+    durations: Sequence[float],
+    events: Sequence[int],
+    groups: Sequence,
+    *,
+    order: Sequence | None = None,
+    labels: Mapping | None = None,
+    title: str = "",
+    p_text: str | None = None,
+    time_unit: str = "days",
+    ax=None,
+):
+    """Kaplan–Meier curves per group, censoring ticks, numbers at risk below the axis."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.6))
+    d = pd.DataFrame({"t": np.asarray(durations, float), "e": np.asarray(events, int), "g": list(groups)})
+    order = list(order) if order is not None else sorted(d.g.unique(), key=str)
+    fitters = []
+    for colour, g in zip(GROUP_COLOURS, order):
+        sub = d[d.g == g]
+        kmf = KaplanMeierFitter(label=str((labels or {}).get(g, g)) + f" (n={len(sub)})")
+        kmf.fit(sub.t, sub.e)
+        kmf.plot_survival_function(ax=ax, ci_show=False, show_censors=True, color=colour,
+                                   censor_styles={"marker": "|", "ms": 7})
+        fitters.append(kmf)
+    ax.set_ylim(0, 1.04)
+    ax.set_xlim(left=0)
+    ax.set_xlabel(f"time since scan ({time_unit})")
+    ax.set_ylabel("event-free survival")
+    if title:
+        ax.set_title(title)
+    if p_text:
+        ax.text(0.03, 0.05, p_text, transform=ax.transAxes, fontsize=9)
+    ax.legend(loc="lower right", fontsize=9)
+    add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
+    return ax
+
+
+def forest_plot(table: pd.DataFrame, *, published: pd.DataFrame | None = None, labels: Mapping | None = None,
+                title: str = "", ax=None):
+    """Hazard ratios with 95 % CI on a log axis; the paper's beside this run's when given.
+
+    ``table`` and ``published`` are indexed by variable with ``hr, ci_lower, ci_upper``.
+    """
+    names = list(table.index)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 0.42 * len(names) + 1.2))
+    y = np.arange(len(names))[::-1]
+    off = 0.17 if published is not None else 0.0
+    ax.errorbar(table.hr, y + off, xerr=[table.hr - table.ci_lower, table.ci_upper - table.hr], fmt="o",
+                color=THIS_RUN, capsize=3, label="this run")
+    if published is not None:
+        pub = published.reindex(names)
+        ax.errorbar(pub.hr, y - off, xerr=[pub.hr - pub.ci_lower, pub.ci_upper - pub.hr], fmt="s",
+                    color=PAPER, capsize=3, label="Zhou et al. 2025", alpha=0.85)
+    ax.axvline(1.0, color="0.4", lw=1, ls="--")
+    ax.set_xscale("log")
+    ax.set_yticks(y, [(labels or {}).get(n, n) for n in names])
+    ax.set_xlabel("hazard ratio (95 % CI, log scale)")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=9)
+    return ax
+
+
+def roc_plot(curve: pd.DataFrame, *, point: Mapping | None = None, published: Mapping | None = None,
+             title: str = "", ax=None):
+    """ROC curve (``curve`` has ``fpr`` or ``specificity``, and ``tpr`` or ``sensitivity``).
+
+    ``point``: this run's Youden point (``sensitivity``, ``specificity``, ``cutoff``, ``auc``);
+    ``published``: the paper's (``sensitivity``, ``specificity``, ``cutoff``).
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 4.4))
+    fpr = curve["fpr"] if "fpr" in curve else 1 - curve["specificity"]
+    tpr = curve["tpr"] if "tpr" in curve else curve["sensitivity"]
+    order = np.lexsort((np.asarray(tpr), np.asarray(fpr)))
+    ax.plot(np.asarray(fpr)[order], np.asarray(tpr)[order], color=THIS_RUN, lw=2, drawstyle="default")
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls=":")
+    if point:
+        lab = f"Youden: ≥ {point['cutoff']:.3g}"
+        if "auc" in point:
+            lab += f" (AUC {point['auc']:.3f})"
+        ax.plot(1 - point["specificity"], point["sensitivity"], "o", color=THIS_RUN, ms=8, label=lab)
+    if published:
+        ax.plot(1 - published["specificity"], published["sensitivity"], "s", mfc="none", mec=PAPER, mew=2,
+                ms=10, label=f"paper: ≥ {published['cutoff']:.3g}")
+    ax.set_xlim(-0.02, 1.02)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel("1 − specificity")
+    ax.set_ylabel("sensitivity")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def _lps(image: sitk.Image) -> sitk.Image:
+    return sitk.DICOMOrient(image, "LPS")
+
+
+def qc_figure(
+    spect: sitk.Image,
+    roi: sitk.Image,
+    centres: Mapping[str, Sequence[float]],
+    *,
+    radii_mm: Mapping[str, float] | None = None,
+    title: str = "",
+):
+    """SPECT coronal MIP plus axial and coronal slices through the tumour with ROI contour and spheres.
+
+    ``roi`` is on the SPECT grid; ``centres`` are LPS mm; ``radii_mm`` gives each sphere's radius.
+    """
+    from .voi import sphere_radius_mm
+
+    radii_mm = radii_mm or {"liver": sphere_radius_mm(30), "muscle_left": sphere_radius_mm(10),
+                            "muscle_right": sphere_radius_mm(10)}
+    img, m = _lps(spect), _lps(roi)
+    a = sitk.GetArrayFromImage(img).astype(float)  # z, y, x with x→L, y→P, z→S
+    r = sitk.GetArrayFromImage(m) != 0
+    sx, sy, sz = img.GetSpacing()
+    ox, oy, oz = img.GetOrigin()
+    nz, ny, nx = a.shape
+    ext_x = (ox - sx / 2, ox + (nx - 0.5) * sx)
+    ext_y = (oy - sy / 2, oy + (ny - 0.5) * sy)
+    ext_z = (oz - sz / 2, oz + (nz - 0.5) * sz)
+    kz, ky, _ = (np.argwhere(r).mean(axis=0).round().astype(int) if r.any() else np.array(a.shape) // 2)
+    vmax = np.percentile(a, 99.9)
+    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1, 1]})
+    axes[0].imshow(a.max(axis=1), cmap="gray_r", origin="lower", extent=(*ext_x, *ext_z), vmax=vmax, aspect="equal")
+    axes[0].set_title("coronal MIP")
+    axes[1].imshow(a[kz], cmap="gray_r", extent=(*ext_x, ext_y[1], ext_y[0]), vmax=vmax, aspect="equal")
+    axes[1].contour(np.linspace(*ext_x, nx), np.linspace(*ext_y, ny), r[kz].astype(float), levels=[0.5],
+                    colors="#d62728", linewidths=1.4)
+    axes[1].set_title(f"axial, z = {oz + kz * sz:.0f} mm")
+    axes[2].imshow(a[:, ky, :], cmap="gray_r", origin="lower", extent=(*ext_x, *ext_z), vmax=vmax, aspect="equal")
+    axes[2].contour(np.linspace(*ext_x, nx), np.linspace(*ext_z, nz), r[:, ky, :].astype(float), levels=[0.5],
+                    colors="#d62728", linewidths=1.4)
+    axes[2].set_title(f"coronal, y = {oy + ky * sy:.0f} mm")
+    colours = {"liver": "#2ca02c", "muscle_left": "#ff7f0e", "muscle_right": "#9467bd"}
+    z_axial, y_cor = oz + kz * sz, oy + ky * sy
+    for name, c in centres.items():
+        rad = radii_mm.get(name, 10.0)
+        col = colours.get(name, "k")
+        for ax, depth, (u, v) in ((axes[1], c[2] - z_axial, (c[0], c[1])), (axes[2], c[1] - y_cor, (c[0], c[2]))):
+            if abs(depth) < rad:
+                ax.add_patch(plt.Circle((u, v), np.sqrt(rad**2 - depth**2), fill=False, color=col, lw=1.4))
+        axes[0].add_patch(plt.Circle((c[0], c[2]), rad, fill=False, color=col, lw=1.0, ls="--"))
+    for ax in axes:
+        ax.set_xlabel("x (mm, patient left →)")
+        ax.grid(False)
+    axes[0].set_ylabel("z (mm)")
+    axes[1].set_ylabel("y (mm, posterior ↓)")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,76 @@
+"""The analysis variables: how clinical columns and image features become Cox covariates.
+
+One place states each coding, so Table 2, the stepwise model, the ROC and the Kaplan–Meier
+notebooks all use the same numbers. Binary variables are coded 1 for the level the paper treats as
+the risk level; continuous variables keep the unit stated here (HR is per one unit).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str       # column in the analysis table
+    label: str      # as the paper prints it
+    unit: str       # HR is per one of these
+    source: str     # column it is computed from
+
+
+#: Table 2's variables in the paper's order.
+TABLE2_VARIABLES: tuple[Variable, ...] = (
+    Variable("age_group", "Age group", "≥ 18 months vs < 18 months", "age_months"),
+    Variable("idrf_number", "IDRF number", "per IDRF", "idrf_number"),
+    Variable("uptake_extent", "Extent of uptake", "above liver vs muscle–liver", "uptake_extent"),
+    Variable("curie_score", "Curie score", "per point", "curie_score"),
+    Variable("bone_marrow_metastasis", "Bone/BM metastasis", "yes vs no", "bone_marrow_metastasis"),
+    Variable("histology", "Histology", "NB vs GNB", "histology"),
+    Variable("max_diameter_cm", "Maximum diameter", "per cm", "max_diameter_mm"),
+    Variable("tmax_lmax", "Tmax/Lmax", "per unit of ratio", "tmax_lmax"),
+    Variable("tmean_lmean", "Tmean/Lmean", "per unit of ratio", "tmean_lmean"),
+    Variable("tmax_lmean", "Tmax/Lmean", "per unit of ratio", "tmax_lmean"),
+    Variable("tmax_mmax", "Tmax/Mmax", "per unit of ratio", "tmax_mmax"),
+    Variable("tmean_mmean", "Tmean/Mmean", "per unit of ratio", "tmean_mmean"),
+    Variable("asphericity", "ASP", "per unit of ASP (1.0 = 100 %)", "asphericity"),
+)
+
+LABELS = {v.name: v.label for v in TABLE2_VARIABLES}
+
+_BINARY = {
+    "uptake_extent": "above_liver",
+    "bone_marrow_metastasis": "yes",
+    "histology": "NB",
+}
+
+
+def age_group(age_months: pd.Series) -> pd.Series:
+    """Table 1's age groups: ``<18 mo``, ``18 mo–5 y``, ``≥5 y`` (60 months)."""
+    cats = pd.cut(age_months, [-np.inf, 18, 60, np.inf], right=False, labels=["<18 mo", "18 mo–5 y", "≥5 y"])
+    return cats.astype(object).where(age_months.notna(), None)
+
+
+def covariates(table: pd.DataFrame) -> pd.DataFrame:
+    """Numeric covariates of :data:`TABLE2_VARIABLES` from an analysis table.
+
+    ``table`` is :func:`mibgkit.manifest.cohort_table` output (outcome, clinical columns,
+    features). Returns ``efs_days``, ``efs_event`` and one float column per variable (NaN where
+    the source is missing). Maximum diameter is converted to cm (HR per cm).
+    """
+    out = table[["efs_days", "efs_event"]].astype(float).copy()
+    for v in TABLE2_VARIABLES:
+        if v.source not in table:
+            continue
+        src = table[v.source]
+        if v.name == "age_group":
+            out[v.name] = np.where(src.isna(), np.nan, (src.astype(float) >= 18).astype(float))
+        elif v.name in _BINARY:
+            out[v.name] = np.where(src.isna(), np.nan, (src == _BINARY[v.name]).astype(float))
+        elif v.name == "max_diameter_cm":
+            out[v.name] = src.astype(float) / 10.0
+        else:
+            out[v.name] = src.astype(float)
+    return out

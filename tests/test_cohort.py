@@ -1,0 +1,120 @@
+"""Batch extraction from real files: DICOM SPECT, Slicer ROI on a CT grid, markups; QC, cache, CLI."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from mibgkit.cli import main
+from mibgkit.cohort import cached_features, extract_cohort, load_cohort
+from mibgkit.manifest import read_manifest
+from mibgkit.slicer import write_markups, write_segmentation
+from mibgkit.synth.dicom import write_nm_multiframe
+
+SPECT_SPACING = (3.0, 3.0, 3.0)
+SPECT_ORIGIN = (-96.0, -96.0, -60.0)
+
+
+def write_patient(root, pid, *, tumour_centre=(10.0, 5.0, 0.0), radius=20.0, liver_in=True):
+    """SPECT 64×64×40 (3 mm) with liver (x > 40 mm) 20 counts, muscle 5, tumour 120; ROI on a 1.5 mm grid."""
+    d = root / "patients" / pid
+    d.mkdir(parents=True)
+    z, y, x = np.meshgrid(*[SPECT_ORIGIN[2 - a] + 3.0 * np.arange(n) for a, n in enumerate((40, 64, 64))], indexing="ij")
+    arr = np.full(x.shape, 5.0)
+    arr[x > 40] = 20.0
+    tumour = (x - tumour_centre[0]) ** 2 + (y - tumour_centre[1]) ** 2 + (z - tumour_centre[2]) ** 2 <= radius**2
+    arr[tumour] = 120.0
+    write_nm_multiframe(arr.astype(np.uint16), d / "spect.dcm", spacing=SPECT_SPACING, origin=SPECT_ORIGIN,
+                        identity={"PatientName": f"SECRET^{pid}", "PatientID": f"MRN-{pid}"})
+    ct = sitk.Image(80, 80, 60, sitk.sitkUInt8)
+    ct.SetSpacing((1.5, 1.5, 1.5))
+    ct.SetOrigin((tumour_centre[0] - 59.25, tumour_centre[1] - 59.25, tumour_centre[2] - 44.25))
+    a = np.zeros((60, 80, 80), np.uint8)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) * 1.5 - c for n, c in ((60, 44.25), (80, 59.25), (80, 59.25))], indexing="ij")
+    a[xx**2 + yy**2 + zz**2 <= radius**2] = 1
+    roi = sitk.GetImageFromArray(a)
+    roi.CopyInformation(ct)
+    write_segmentation(d / "tumour.seg.nrrd", {"tumour": roi})
+    write_markups(d / "spheres.mrk.json", {"liver": (70.0 if liver_in else 90.0, 0.0, 0.0),
+                                            "muscle_left": (-60.0, 30.0, 0.0), "muscle_right": (-60.0, -30.0, 0.0)})
+    return {"patient_id": pid, "spect": f"patients/{pid}/spect.dcm", "roi": f"patients/{pid}/tumour.seg.nrrd",
+            "roi_segment": "tumour", "markups": f"patients/{pid}/spheres.mrk.json",
+            "efs_days": 100.0, "efs_event": 0}
+
+
+@pytest.fixture(scope="module")
+def cohort_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cohort")
+    rows = [write_patient(root, "P01"), write_patient(root, "P02", liver_in=False),
+            write_patient(root, "P03", tumour_centre=(900.0, 0.0, 0.0))]
+    pd.DataFrame(rows).to_csv(root / "data_manifest.csv", index=False)
+    pd.DataFrame({"patient_id": ["P01", "P02", "P03"], "sex": ["M", "F", "F"]}).to_csv(root / "clinical.csv", index=False)
+    return root
+
+
+def test_batch_carries_on_past_a_bad_patient(cohort_dir):
+    m = read_manifest(cohort_dir / "data_manifest.csv")
+    features, qc = extract_cohort(m, progress=False)
+    assert list(features.index) == ["P01", "P02"]
+    assert features.at["P01", "tmax"] == 120.0 and features.at["P01", "lmax"] == 20.0
+    assert features.at["P01", "tmax_lmax"] == pytest.approx(6.0)
+    assert features.at["P01", "mmean"] == pytest.approx(5.0)
+    assert features.at["P01", "asphericity"] < 0.15
+    # ROI drawn on the 1.5 mm grid: its native shape is reported beside the SPECT-grid one
+    assert features.at["P01", "roi_native_mtv_ml"] == pytest.approx(4 / 3 * np.pi * 20**3 / 1000, rel=0.03)
+    q = qc.set_index("patient_id")
+    assert q.at["P01", "status"] == "ok"
+    assert q.at["P02", "status"] == "warning" and "liver sphere" in q.at["P02", "message"]
+    assert q.at["P03", "status"] == "error"
+    assert q.at["P03", "file"] == "patients/P03/tumour.seg.nrrd"
+    assert "outside the SPECT field of view" in q.at["P03", "message"]
+
+
+def test_cache_gives_identical_tables_and_rerun_identical_bytes(cohort_dir, tmp_path):
+    m = read_manifest(cohort_dir / "data_manifest.csv")
+    f1, q1 = cached_features(m, tmp_path, progress=False)
+    files = sorted(tmp_path.glob("features-*.csv"))
+    first = {p.name: p.read_bytes() for p in files}
+    f2, q2 = cached_features(m, tmp_path, progress=False)
+    pd.testing.assert_frame_equal(f1, f2)
+    pd.testing.assert_frame_equal(q1, q2)
+    for p in files:  # a fresh extraction writes the same bytes
+        p.unlink()
+    cached_features(m, tmp_path, progress=False)
+    assert {p.name: p.read_bytes() for p in sorted(tmp_path.glob("features-*.csv"))} == first
+    # a different MTV definition is a different cache entry
+    f3, _ = cached_features(m, tmp_path, mtv_method="adaptive", progress=False)
+    assert len(list(tmp_path.glob("features-*.csv"))) == 4 and (f3["mtv_method"] == "adaptive").all()
+
+
+def test_load_cohort_joins_outcome_clinical_and_features(cohort_dir, tmp_path):
+    c = load_cohort(cohort_dir / "data_manifest.csv", workdir=tmp_path)
+    assert list(c.table.index) == ["P01", "P02", "P03"]
+    assert np.isnan(c.table.at["P03", "tmax_lmax"]) and c.table.at["P01", "sex"] == "M"
+    assert "tmax_lmax" in c.covariates and "efs_days" in c.covariates
+
+
+def test_cli_extract_writes_features_and_qc(cohort_dir, tmp_path, capsys):
+    out = tmp_path / "features.csv"
+    assert main(["extract", str(cohort_dir / "data_manifest.csv"), "-o", str(out), "-q"]) == 0
+    assert main(["extract", str(cohort_dir / "data_manifest.csv"), "-o", str(out), "-q", "--strict"]) == 1
+    err = capsys.readouterr().err
+    assert "P03" in err and "2 of 3 patients measured" in err
+    f = pd.read_csv(out)
+    qc = pd.read_csv(tmp_path / "features_qc.csv")
+    assert list(f.patient_id) == ["P01", "P02"] and len(qc) == 3
+    # no DICOM identity and no absolute paths in the outputs
+    text = out.read_text() + (tmp_path / "features_qc.csv").read_text()
+    assert "SECRET" not in text and "MRN-" not in text and str(cohort_dir) not in text
+
+
+def test_cli_shape_json(tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    mask = Path(__file__).parents[1] / "mibgkit" / "data" / "ibsi_phantom" / "mask.nii.gz"
+    assert main(["shape", str(mask), "--json"]) == 0
+    feats = json.loads(capsys.readouterr().out)
+    assert feats["mesh_volume_mm3"] == pytest.approx(556, abs=4)
+    assert main(["shape", str(tmp_path / "missing.nii.gz")]) == 2
+    assert "missing.nii.gz" in capsys.readouterr().err
