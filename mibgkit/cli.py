@@ -4,6 +4,8 @@ Verbs::
 
     mibgkit shape MASK [--label N | --segment NAME] [--json]
     mibgkit extract MANIFEST -o FEATURES.csv [--mtv-method roi|percent_max|adaptive] [--strict]
+    mibgkit synth OUT [--n 50] [--seed S]
+    mibgkit report [--manifest M] [--params FILE] [--out reports/]
 """
 
 from __future__ import annotations
@@ -51,6 +53,57 @@ def _cmd_extract(args) -> int:
     return 1 if (args.strict and len(bad)) else 0
 
 
+#: Where ``mibgkit report`` builds the synthetic cohort when no manifest is given.
+DEFAULT_SYNTHETIC = Path("work") / "synthetic"
+
+
+def _cmd_synth(args) -> int:
+    import time
+
+    from .synth.cohort import DEFAULT_SEED, generate_cohort
+
+    t0 = time.perf_counter()
+    manifest = generate_cohort(args.out, n=args.n, seed=DEFAULT_SEED if args.seed is None else args.seed,
+                               progress=not args.quiet)
+    print(f"synthetic cohort of {args.n} patients -> {manifest} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
+    return 0
+
+
+def _cmd_report(args) -> int:
+    import time
+
+    from .cohort import cached_features
+    from .manifest import read_manifest
+    from .report import run_report
+
+    timings = []
+    params = json.loads(Path(args.params).read_text()) if args.params else {}
+    manifest = Path(args.manifest) if args.manifest else DEFAULT_SYNTHETIC / "data_manifest.csv"
+    if args.manifest is None and not manifest.is_file():
+        from .synth.cohort import DEFAULT_SEED, generate_cohort
+
+        t0 = time.perf_counter()
+        print(f"[report] building the synthetic cohort in {DEFAULT_SYNTHETIC} ...", file=sys.stderr, flush=True)
+        generate_cohort(DEFAULT_SYNTHETIC, seed=DEFAULT_SEED, progress=not args.quiet)
+        timings.append(("synthetic cohort", time.perf_counter() - t0))
+    out = Path(args.out)
+    t0 = time.perf_counter()
+    m = read_manifest(manifest)
+    mtv_params = {"fraction": params["mtv_fraction"]} if params.get("mtv_fraction") is not None else {}
+    cached_features(m, out / "_work", mtv_method=params.get("mtv_method", "roi"), mtv_params=mtv_params,
+                    progress=not args.quiet)
+    timings.append(("feature extraction (or cache)", time.perf_counter() - t0))
+    runs = run_report(manifest, out_dir=out, parameters=params, progress=not args.quiet)
+    timings.extend((f"notebook {r.name}", r.seconds) for r in runs.itertuples())
+    width = max(len(k) for k, _ in timings)
+    print("\ntiming breakdown:", file=sys.stderr)
+    for k, v in timings:
+        print(f"  {k:<{width}}  {v:7.1f} s", file=sys.stderr)
+    print(f"  {'total':<{width}}  {sum(v for _, v in timings):7.1f} s", file=sys.stderr)
+    print(f"reports -> {out / 'index.html'}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="mibgkit", description="123I-MIBG SPECT/CT workbook: uptake ratios, asphericity, EFS")
     from . import __version__
@@ -74,6 +127,20 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--strict", action="store_true", help="exit 1 when any patient failed")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_extract)
+
+    y = sub.add_parser("synth", help="write a synthetic cohort (DICOM, Slicer files, clinical table, manifest)")
+    y.add_argument("out", help="folder to write (created)")
+    y.add_argument("--n", type=int, default=50, help="number of patients (default 50, the paper's cohort)")
+    y.add_argument("--seed", type=int, help="random seed (default: the calibrated seed)")
+    y.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    y.set_defaults(func=_cmd_synth)
+
+    r = sub.add_parser("report", help="run the notebooks and render the HTML reports")
+    r.add_argument("--manifest", help=f"data_manifest.csv (default: the synthetic cohort in {DEFAULT_SYNTHETIC}, built if absent)")
+    r.add_argument("--params", help="JSON file of notebook parameters, e.g. {\"mtv_method\": \"adaptive\"}")
+    r.add_argument("--out", default="reports", help="output folder (default reports/)")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    r.set_defaults(func=_cmd_report)
     return p
 
 

@@ -126,7 +126,8 @@ def cached_features(
 def read_features(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
     """A features table written by ``mibgkit extract`` and its QC table beside it."""
     f_path, q_path = Path(path), qc_path_for(path)
-    features = pd.read_csv(f_path, dtype={"patient_id": str}, keep_default_na=False, na_values=[""])
+    features = pd.read_csv(f_path, dtype={"patient_id": str}, keep_default_na=False, na_values=[""],
+                           float_precision="round_trip")
     qc = pd.read_csv(q_path, dtype=str, keep_default_na=False)
     features = features.set_index("patient_id", drop=False).rename_axis(None)
     if "qc_warnings" in features:

@@ -123,9 +123,10 @@ def load_image(path: str | os.PathLike, *, patient: str | None = None) -> sitk.I
 
     Examples
     --------
-    >>> image = load_image("patients/P001/spect.dcm", patient="P001")  # doctest: +SKIP
-    >>> image.GetSpacing()  # doctest: +SKIP
-    (3.30, 3.30, 3.30)
+    ::
+
+        image = load_image("patients/P001/spect.dcm", patient="P001")
+        image.GetSpacing()  # (3.30, 3.30, 3.30), mm
     """
     p = Path(path)
     if not p.exists():

@@ -378,8 +378,10 @@ def read_segmentation(
 
     Examples
     --------
-    >>> mask = read_segmentation("tumour.seg.nrrd", segment="tumour")  # doctest: +SKIP
-    >>> sitk.GetArrayFromImage(mask).sum()  # number of ROI voxels  # doctest: +SKIP
+    ::
+
+        mask = read_segmentation("tumour.seg.nrrd", segment="tumour")
+        sitk.GetArrayFromImage(mask).sum()  # number of ROI voxels
     """
     if segment is not None and label is not None:
         raise InputError("give either a segment name or a label value, not both", patient=patient, path=path)
@@ -814,9 +816,10 @@ def read_markups(path: str | os.PathLike, *, patient: str | None = None) -> dict
 
     Examples
     --------
-    >>> points = read_markups("spheres.mrk.json")  # doctest: +SKIP
-    >>> points["liver"]  # LPS, mm  # doctest: +SKIP
-    array([ -80.5,  -20. , 1050. ])
+    ::
+
+        points = read_markups("spheres.mrk.json")
+        points["liver"]  # array([ -80.5,  -20. , 1050. ]), LPS mm
     """
     path = _existing(path, patient)
 

@@ -81,3 +81,55 @@ def compare_counts(ours: Mapping[str, float], published: Mapping[str, float]) ->
                        index=keys)
     out["equal"] = [bool(np.isclose(a, b)) if pd.notna(a) else False for a, b in zip(out["this run"], out["paper"])]
     return out
+
+
+def table1_side_by_side(table1: pd.DataFrame, variables, counts: Mapping, continuous: Mapping,
+                        flags: Mapping[str, str] | None = None) -> pd.DataFrame:
+    """Table 1 of this run (:func:`mibgkit.stats.describe`) with the paper's column beside it.
+
+    ``counts`` maps column → {level: n} (level ``None`` = missing) and ``continuous`` maps column →
+    {median, q1, q3, min, max, n} as printed (:mod:`mibgkit.paper`). ``equal``: the level's count, or
+    for a continuous variable its non-missing n, equals the paper's; ``note`` carries the flag of a
+    printed cell that the data cannot reproduce (e.g. a mean printed as a median).
+    """
+    column_of = {v.display: v.column for v in variables}
+    rows = []
+    for _, r in table1.iterrows():
+        col = column_of[r.variable]
+        level = None if r.level == "missing" else r.level
+        if r.level == "":
+            pub = continuous.get(col)
+            if pub:
+                iqr = f" ({pub['q1']:g}–{pub['q3']:g})" if "q1" in pub else ""
+                paper_text = f"{pub['median']:g}{iqr}; range {pub['min']:g}–{pub['max']:g}"
+                equal = int(pub["n"]) == int(r.n)
+            else:
+                paper_text, equal = "", None
+        else:
+            pub = counts.get(col, {})
+            if level in pub:
+                paper_text = f"{pub[level]}"
+                equal = int(pub[level]) == int(r["count"])
+            else:
+                paper_text, equal = "", None
+        rows.append({"variable": r.variable, "level": r.level, "n": int(r.n), "this run": r.summary,
+                     "paper": paper_text, "equal": equal, "note": (flags or {}).get(col, "") if r.level == "" else ""})
+    return pd.DataFrame(rows)
+
+
+def style_side_by_side(df: pd.DataFrame, caption: str | None = None):
+    """Styler for :func:`table1_side_by_side`: variable names once, differing cells shaded."""
+    shown = df.copy()
+    repeat = shown["variable"].eq(shown["variable"].shift())
+    shown.loc[repeat, "variable"] = ""
+    shown["n"] = shown["n"].astype(str)
+    shown.loc[repeat, "n"] = ""
+    shown["equal"] = shown["equal"].map({True: "✓", False: "differs", None: ""})
+
+    def shade(row):
+        colour = "background-color: #fde2d4" if row["equal"] == "differs" else (
+            "background-color: #fff3cd" if row["note"] else "")
+        return [colour] * len(row)
+
+    styler = shown.style.hide(axis="index").apply(shade, axis=1)
+    return styler.set_caption(caption) if caption else styler

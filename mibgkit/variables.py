@@ -74,3 +74,32 @@ def covariates(table: pd.DataFrame) -> pd.DataFrame:
         else:
             out[v.name] = src.astype(float)
     return out
+
+
+def table1_variables():
+    """Table 1's rows as :class:`mibgkit.stats.Variable` specs, in the paper's order."""
+    from .stats import Variable
+
+    yes_no = ("no", "yes")
+    return [
+        Variable("sex", "Sex", "categorical", ("M", "F")),
+        Variable("age_months", "Age at diagnosis", unit="months"),
+        Variable("age_group", "Age group", "categorical", ("<18 mo", "18 mo–5 y", "≥5 y")),
+        Variable("primary_site", "Primary tumour site", "categorical", ("abdomen", "mediastinum", "pelvis")),
+        Variable("idrf", "IDRF", "categorical", ("positive", "negative")),
+        Variable("idrf_number", "IDRF number"),
+        Variable("curie_score", "Curie score"),
+        Variable("uptake_extent", "Extent of MIBG uptake", "categorical", ("muscle_to_liver", "above_liver")),
+        Variable("bone_marrow_metastasis", "Bone/bone-marrow metastasis", "categorical", yes_no),
+        Variable("histology", "Histology", "categorical", ("NB", "GNB")),
+        Variable("nse_ng_ml", "NSE", unit="ng/ml"),
+        Variable("ldh_u_l", "LDH", unit="U/l"),
+        Variable("mycn", "MYCN", "categorical", ("normal", "amplified")),
+        Variable("del_1p36", "1p36 aberration", "categorical", yes_no),
+        Variable("del_11q23", "11q23 aberration", "categorical", yes_no),
+        Variable("asphericity", "ASP", digits=2),
+        Variable("neoadjuvant_chemo", "Neoadjuvant chemotherapy", "categorical", yes_no),
+        Variable("surgery", "Surgery", "categorical", yes_no),
+        Variable("postoperative_chemo", "Postoperative chemotherapy", "categorical", yes_no),
+        Variable("radiotherapy", "Radiotherapy", "categorical", yes_no),
+    ]

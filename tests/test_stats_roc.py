@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from numpy.testing import assert_allclose
 
 from mibgkit.errors import QCWarning, StatisticsError
-from mibgkit.stats import auc_delong, clopper_pearson, roc_curve, roc_cutoff
+from mibgkit.stats import auc_delong, clopper_pearson, confusion_at, roc_curve, roc_cutoff
 
 REF = Path(__file__).parent / "reference"
 GOLDEN = json.loads((REF / "golden.json").read_text())
@@ -132,3 +132,19 @@ def test_permutation_and_monotone_transform(seed):
     # swapping the classes and negating the score gives the same AUC
     s = roc_cutoff(-score, 1 - positive)
     assert_allclose(s["auc"], r["auc"], rtol=1e-12)
+
+
+def test_confusion_at_counts_by_brute_force():
+    rng = np.random.default_rng(3)
+    s = rng.normal(size=80).round(1)
+    y = rng.integers(0, 2, 80)
+    for c in (-0.5, 0.0, 0.3, s[5]):
+        r = confusion_at(s, y, c)
+        assert r["tp"] == sum(1 for a, b in zip(s, y) if a >= c and b == 1)
+        assert r["fp"] == sum(1 for a, b in zip(s, y) if a >= c and b == 0)
+        assert r["tn"] + r["fp"] == (y == 0).sum() and r["tp"] + r["fn"] == (y == 1).sum()
+        assert r["sensitivity"] == r["tp"] / (r["tp"] + r["fn"])
+    # at the Youden cutoff it reproduces roc_cutoff's table
+    best = roc_cutoff(s, y)
+    at = confusion_at(s, y, best["cutoff"])
+    assert all(at[k] == best[k] for k in ("tp", "fp", "tn", "fn", "ppv", "npv_ci_lower"))

@@ -12,7 +12,7 @@ agree with R (``survival``, ``pROC``, ``maxstat``) — see ``tests/reference/mak
 """
 
 from mibgkit.stats.describe import Variable, describe, describe_styler
-from mibgkit.stats.roc import auc_delong, clopper_pearson, roc_curve, roc_cutoff
+from mibgkit.stats.roc import auc_delong, clopper_pearson, confusion_at, roc_curve, roc_cutoff
 from mibgkit.stats.survival import (
     KaplanMeierResult,
     StepwiseResult,
@@ -31,6 +31,7 @@ __all__ = [
     "StepwiseResult",
     "roc_cutoff",
     "roc_curve",
+    "confusion_at",
     "auc_delong",
     "clopper_pearson",
     "km_mean",

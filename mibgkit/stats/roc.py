@@ -156,6 +156,38 @@ def _curve(s: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     )
 
 
+def _diagnostics(tp: int, fp: int, tn: int, fn: int, conf_level: float) -> dict:
+    """Sensitivity, specificity, PPV, NPV with exact CIs, and the four counts."""
+    out: dict = {}
+    for name, k, n in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
+                       ("ppv", tp, tp + fp), ("npv", tn, tn + fn)):
+        lo, hi = clopper_pearson(k, n, conf_level)
+        out[name] = k / n if n else float("nan")
+        out[f"{name}_ci_lower"], out[f"{name}_ci_upper"] = lo, hi
+    out.update(tp=int(tp), fp=int(fp), tn=int(tn), fn=int(fn))
+    return out
+
+
+def confusion_at(score, positive, cutoff: float, conf_level: float = 0.95) -> dict:
+    """The 2 × 2 table and diagnostic values at a given cutoff (``score >= cutoff`` is positive).
+
+    Used to classify a cohort with a published cutoff. Returns ``tp, fp, tn, fn``,
+    ``sensitivity, specificity, ppv, npv`` with exact ``_ci_lower``/``_ci_upper``, and ``cutoff``.
+
+    Examples
+    --------
+    >>> c = confusion_at([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], 0.35)
+    >>> c["tp"], c["fp"], c["tn"], c["fn"]
+    (2, 1, 1, 0)
+    """
+    s, y = _inputs(score, positive)
+    high = s >= cutoff
+    out = {"cutoff": float(cutoff)}
+    out.update(_diagnostics(int((high & y).sum()), int((high & ~y).sum()), int((~high & ~y).sum()),
+                            int((~high & y).sum()), conf_level))
+    return out
+
+
 def roc_cutoff(score, positive, return_curve: bool = False, conf_level: float = 0.95) -> dict:
     r"""Optimal cutoff of a score by Youden's index, with its 2 × 2 table and exact CIs.
 
@@ -217,12 +249,8 @@ def roc_cutoff(score, positive, return_curve: bool = False, conf_level: float = 
     out: dict = {"cutoff": float(row["cutoff"]), "youden": float(row["youden"])}
     a = _auc_delong(s[y], s[~y], conf_level)
     out.update(auc=a["auc"], auc_se=a["se"], auc_ci_lower=a["ci_lower"], auc_ci_upper=a["ci_upper"])
-    for name, k, n in (("sensitivity", tp, tp + fn), ("specificity", tn, tn + fp),
-                       ("ppv", tp, tp + fp), ("npv", tn, tn + fn)):
-        lo, hi = clopper_pearson(k, n, conf_level)
-        out[name] = k / n if n else float("nan")
-        out[f"{name}_ci_lower"], out[f"{name}_ci_upper"] = lo, hi
-    out.update(tp=tp, fp=fp, tn=tn, fn=fn, n_positive=P, n_negative=N,
+    out.update(_diagnostics(tp, fp, tn, fn, conf_level))
+    out.update(n_positive=P, n_negative=N,
                midpoint_threshold=float(midpoint), n_optimal=int(best_rows.size))
     if return_curve:
         out["curve"] = curve
