@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 report: $(STAMP)
-	$(BIN)/mibgkit shape mibgkit/data/ibsi_phantom/mask.nii.gz --json
+	$(BIN)/mibgkit shape mibgkit/data/ibsi_phantom/mask.nii.gz --json > reports/ibsi_phantom_shape.json
+	$(BIN)/mibgkit report
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
