@@ -29,13 +29,12 @@ def atomic_path(path: str | os.PathLike):
         raise
 
 
-def write_text(path: str | os.PathLike, text: str) -> Path:
+def write_text(path: str | os.PathLike, text: str) -> None:
     """Write ``text`` (UTF-8) atomically."""
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-    return Path(path)
 
 
-def write_csv(path: str | os.PathLike, df: pd.DataFrame, *, index: bool = False) -> Path:
+def write_csv(path: str | os.PathLike, df: pd.DataFrame, *, index: bool = False) -> None:
     """Write a table atomically; floats in full precision (``repr``), so re-runs give identical bytes."""
-    return write_text(path, df.to_csv(index=index, lineterminator="\n"))
+    write_text(path, df.to_csv(index=index, lineterminator="\n"))

@@ -114,7 +114,8 @@ def run_report(
     executed = out / "_executed"
     executed.mkdir(parents=True, exist_ok=True)
     nb_dir = Path(notebooks_dir or default_notebooks_dir()).resolve()
-    params = {"manifest": str(Path(manifest).resolve()), "workdir": str(out / "_work"), **dict(parameters or {})}
+    params = {"manifest": str(Path(manifest).resolve()), "workdir": str(out / "_work"),
+              "tables_dir": str(out / "tables"), **dict(parameters or {})}
     runs: list[NotebookRun] = []
     for name, title in NOTEBOOKS:
         if only and name not in only:

@@ -43,7 +43,8 @@ def cox_side_by_side(ours: pd.DataFrame, published: pd.DataFrame, labels: Mappin
 
     ``ours`` and ``published`` are indexed by variable with ``hr, ci_lower, ci_upper, p``.
     ``agrees`` is True when both are significant at 0.05 with HR on the same side of 1, or both
-    are not significant.
+    are not significant. Variables of ``ours`` that the paper does not list follow, marked
+    "not in model" (they disagree by construction).
     """
     rows = []
     for var, pub in published.iterrows():
@@ -62,6 +63,12 @@ def cox_side_by_side(ours: pd.DataFrame, published: pd.DataFrame, labels: Mappin
             sig = mine.p < 0.05
             row["agrees"] = bool(sig == sig_pub and (not sig or (mine.hr > 1) == (pub.hr > 1)))
         rows.append(row)
+    for var in ours.index.difference(published.index, sort=False):  # in this run's model, not in the paper's
+        mine = ours.loc[var]
+        rows.append({"variable": (labels or {}).get(var, var),
+                     "HR (95 % CI), this run": fmt_hr(mine.hr, mine.ci_lower, mine.ci_upper),
+                     "p, this run": fmt_p(mine.p), "HR (95 % CI), paper": "not in model", "p, paper": "",
+                     "agrees": False})
     return pd.DataFrame(rows).set_index("variable")
 
 

@@ -48,6 +48,9 @@ def test_cox_side_by_side_flags_disagreement():
     assert not side.loc["Tmean/Lmean", "agrees"] and not side.loc["Tmax/Lmax", "agrees"]
     assert side.loc["ASP", "agrees"] and side.loc["Curie score", "agrees"]
     assert side.loc["ASP", "p, paper"] == "< .001"
+    multi = tables.cox_side_by_side(ours.loc[["tmax_lmax", "curie_score"]], paper.TABLE2_MULTIVARIATE)
+    assert list(multi.index) == ["Bone/BM metastasis", "Tmax/Lmax", "ASP", "curie_score"]
+    assert multi.loc["curie_score", "HR (95 % CI), paper"] == "not in model"
 
 
 def _clinical(n=8):
