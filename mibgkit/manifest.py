@@ -125,12 +125,8 @@ def _validate(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.D
                     pd.Timestamp(_iso_date(s))
                 except (ValueError, TypeError):
                     problems.append(f"patient {pid}: {c.name} = {s!r} is not an ISO date (YYYY-MM-DD)")
-        if c.kind == "float":
-            out[c.name] = pd.to_numeric(col, errors="coerce").astype(float)
-        elif c.kind == "int":
-            out[c.name] = pd.to_numeric(col, errors="coerce").astype(float).astype("Int64", errors="ignore")
-        elif c.kind == "binary":
-            out[c.name] = pd.to_numeric(col, errors="coerce").astype("Int64")
+        if c.kind in ("float", "int", "binary"):
+            out[c.name] = col.map(_number_or_nan).astype(float)
         elif c.kind == "date":
             out[c.name] = col.map(_date_or_none)
         else:
@@ -145,6 +141,9 @@ def _validate(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.D
     if problems:
         more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
         raise ManifestError("; ".join(problems[:20]) + more, path=path)
+    for c in known:  # every value is now known to be a finite integer where one is required
+        if c.kind in ("int", "binary"):
+            out[c.name] = out[c.name].astype("Int64")
     out["patient_id"] = ids
     return out.set_index("patient_id", drop=False).rename_axis(None)
 
@@ -153,6 +152,13 @@ def _iso_date(s: str) -> str:
     if len(s) != 10 or s[4] != "-" or s[7] != "-":
         raise ValueError(s)
     return pd.Timestamp(s).strftime("%Y-%m-%d")
+
+
+def _number_or_nan(v) -> float:
+    try:
+        return math.nan if _blank(v) else float(str(v).strip())
+    except ValueError:
+        return math.nan
 
 
 def _date_or_none(v) -> str | None:
