@@ -6,11 +6,20 @@ The public names are fixed by the SPEC; the modules hold one idea each:
 - :mod:`mibgkit.stats.survival` — univariate and forward-stepwise Cox, Kaplan–Meier with the
   SPSS mean survival, log-rank, maximally selected log-rank cutpoints.
 - :mod:`mibgkit.stats.roc` — Youden cutoffs with exact CIs and the DeLong AUC interval.
+- :mod:`mibgkit.stats.validation` — bootstrap optimism of the selected Cox model (Harrell),
+  bootstrap distribution of the Youden cutoff.
+- :mod:`mibgkit.stats.assumptions` — proportional-hazards test (``cox.zph``), events per
+  variable, separation, Firth-penalised Cox.
+- :mod:`mibgkit.stats.timeroc` — cumulative/dynamic time-dependent AUC with IPCW.
+- :mod:`mibgkit.stats.splines` — restricted cubic splines in Cox models, HR per IQR.
 
 Every function takes DataFrames or arrays and returns DataFrames or plain mappings; results
-agree with R (``survival``, ``pROC``, ``maxstat``) — see ``tests/reference/make_golden.R``.
+agree with R (``survival``, ``pROC``, ``maxstat``; ``rms``, ``Hmisc``, ``coxphf``,
+``riskRegression`` for the robustness functions) — see ``tests/reference/make_golden.R`` and
+``tests/reference/make_golden_robustness.R``.
 """
 
+from mibgkit.stats.assumptions import events_per_variable, firth_cox, ph_test, separation
 from mibgkit.stats.describe import Variable, describe, describe_styler
 from mibgkit.stats.roc import auc_delong, clopper_pearson, confusion_at, roc_curve, roc_cutoff
 from mibgkit.stats.survival import (
@@ -24,6 +33,9 @@ from mibgkit.stats.survival import (
     logrank,
     maxstat_cutoff,
 )
+from mibgkit.stats.splines import cox_spline, hr_per_iqr, rcs_basis, rcs_knots
+from mibgkit.stats.timeroc import time_dependent_auc
+from mibgkit.stats.validation import OptimismResult, bootstrap_cutoff, bootstrap_optimism
 
 __all__ = [
     "cox_univariate",
@@ -43,4 +55,16 @@ __all__ = [
     "describe",
     "describe_styler",
     "Variable",
+    "bootstrap_optimism",
+    "OptimismResult",
+    "bootstrap_cutoff",
+    "ph_test",
+    "events_per_variable",
+    "separation",
+    "firth_cox",
+    "time_dependent_auc",
+    "rcs_knots",
+    "rcs_basis",
+    "cox_spline",
+    "hr_per_iqr",
 ]
