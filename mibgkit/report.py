@@ -28,6 +28,7 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("03_cox_regression", "Table 2: Cox regression"),
     ("04_roc_cutoffs", "Table 3: ROC cutoffs"),
     ("05_kaplan_meier", "Kaplan–Meier analysis of event-free survival"),
+    ("06_robustness", "Beyond the paper: validation and robustness"),
 )
 
 
