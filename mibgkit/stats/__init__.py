@@ -3,8 +3,9 @@
 The public names are fixed by the SPEC; the modules hold one idea each:
 
 - :mod:`mibgkit.stats.describe` — Table 1 (medians (IQR), ranges, n (%)).
-- :mod:`mibgkit.stats.survival` — univariate and forward-stepwise Cox, Kaplan–Meier with the
-  SPSS mean survival, log-rank, maximally selected log-rank cutpoints.
+- :mod:`mibgkit.stats.cox` — univariate and SPSS forward-stepwise Cox regression.
+- :mod:`mibgkit.stats.kaplan_meier` — Kaplan–Meier curves with the SPSS mean survival, log-rank.
+- :mod:`mibgkit.stats.maxstat` — maximally selected log-rank cutpoints.
 - :mod:`mibgkit.stats.roc` — Youden cutoffs with exact CIs and the DeLong AUC interval.
 - :mod:`mibgkit.stats.validation` — bootstrap optimism of the selected Cox model (Harrell),
   bootstrap distribution of the Youden cutoff.
@@ -20,19 +21,11 @@ agree with R (``survival``, ``pROC``, ``maxstat``; ``rms``, ``Hmisc``, ``coxphf`
 """
 
 from mibgkit.stats.assumptions import events_per_variable, firth_cox, ph_test, separation
+from mibgkit.stats.cox import StepwiseResult, cox_forward_stepwise, cox_univariate
 from mibgkit.stats.describe import Variable, describe, describe_styler
+from mibgkit.stats.kaplan_meier import KaplanMeierResult, kaplan_meier, km_mean, km_table, logrank
+from mibgkit.stats.maxstat import maxstat_cutoff
 from mibgkit.stats.roc import auc_delong, clopper_pearson, confusion_at, roc_curve, roc_cutoff
-from mibgkit.stats.survival import (
-    KaplanMeierResult,
-    StepwiseResult,
-    cox_forward_stepwise,
-    cox_univariate,
-    kaplan_meier,
-    km_mean,
-    km_table,
-    logrank,
-    maxstat_cutoff,
-)
 from mibgkit.stats.splines import cox_spline, hr_per_iqr, rcs_basis, rcs_knots
 from mibgkit.stats.timeroc import time_dependent_auc
 from mibgkit.stats.validation import OptimismResult, bootstrap_cutoff, bootstrap_optimism

@@ -1,11 +1,11 @@
 r"""A small, fast Cox partial-likelihood engine for resampling (bootstrap) work.
 
-:mod:`mibgkit.stats.survival` fits Cox models through ``statsmodels`` with full checks and
+:mod:`mibgkit.stats.cox` fits Cox models through ``statsmodels`` with full checks and
 tables; that costs milliseconds per fit, too slow for a thousand repetitions of a whole
 variable-selection procedure. This module evaluates the same partial log-likelihood (Efron or
 Breslow ties), its gradient and observed information in a few vectorised ``numpy`` operations
 and maximises it by Newton–Raphson with step halving. It mirrors the failure rules of
-``survival._fit_cox`` (constant covariate, binary separation, collinearity, non-convergence) so
+``cox._fit_cox`` (constant covariate, binary separation, collinearity, non-convergence) so
 that a procedure built on it selects exactly what the public functions select; the tests check
 this on many resamples.
 
@@ -162,7 +162,7 @@ def newton(data: CoxData, Xs: np.ndarray, beta0: np.ndarray | None = None,
 
 
 def fit(data: CoxData, X: np.ndarray, names) -> FastFit:
-    """Fit with the checks of ``survival._fit_cox``; ``X`` in the caller's (unsorted) row order.
+    """Fit with the checks of ``cox._fit_cox``; ``X`` in the caller's (unsorted) row order.
 
     Raises
     ------
@@ -203,7 +203,7 @@ def score_statistic(data: CoxData, X: np.ndarray, beta: np.ndarray) -> float:
 
 
 def concordance(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's C with the conventions of ``survival._concordance`` (vectorised)."""
+    """Harrell's C with the conventions of ``cox._concordance`` (vectorised)."""
     ti, tj = time[:, None], time[None, :]
     usable = (event[:, None] == 1) & ((tj > ti) | ((tj == ti) & (event[None, :] == 0)))
     ri, rj = risk[:, None], risk[None, :]

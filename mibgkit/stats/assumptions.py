@@ -36,7 +36,9 @@ from scipy import optimize, stats
 
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import _coxfast
-from mibgkit.stats.survival import _check_outcome, _check_ties, _complete_cases, _fit_cox, km_table
+from mibgkit.stats._checks import _check_outcome, _complete_cases
+from mibgkit.stats.cox import _check_ties, _fit_cox
+from mibgkit.stats.kaplan_meier import km_table
 
 __all__ = ["ph_test", "events_per_variable", "separation", "firth_cox"]
 

@@ -36,7 +36,8 @@ import pandas as pd
 from scipy import stats
 
 from mibgkit.errors import StatisticsError
-from mibgkit.stats.survival import Z975, _check_outcome, _check_ties, _complete_cases, _fit_cox
+from mibgkit.stats._checks import _check_outcome, _complete_cases
+from mibgkit.stats.cox import Z975, _check_ties, _fit_cox
 
 __all__ = ["rcs_knots", "rcs_basis", "hr_per_iqr", "cox_spline"]
 

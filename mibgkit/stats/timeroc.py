@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 
 from mibgkit.errors import StatisticsError
-from mibgkit.stats.survival import _as_float, _check_outcome
+from mibgkit.stats._checks import _as_float, _check_outcome
 
 __all__ = ["time_dependent_auc", "censoring_survival", "DAYS_PER_YEAR"]
 

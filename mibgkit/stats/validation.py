@@ -42,14 +42,9 @@ from scipy import stats
 
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import _coxfast
+from mibgkit.stats._checks import _check_outcome, _complete_cases
+from mibgkit.stats.cox import StepwiseResult, _check_ties, cox_forward_stepwise
 from mibgkit.stats.roc import _curve, _inputs
-from mibgkit.stats.survival import (
-    StepwiseResult,
-    _check_outcome,
-    _check_ties,
-    _complete_cases,
-    cox_forward_stepwise,
-)
 
 __all__ = ["bootstrap_optimism", "OptimismResult", "bootstrap_cutoff", "select_model"]
 
