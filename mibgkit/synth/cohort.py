@@ -1,0 +1,768 @@
+"""Generate a synthetic study cohort on disk, one patient at a time, calibrated by measurement.
+
+:func:`generate_cohort` draws the cohort design (:func:`mibgkit.synth.clinical.design_cohort`), then
+for each patient builds the anatomy, the tumour, the SPECT and CT volumes, the analyst's tumour
+segmentation and reference-sphere markups, writes them, and appends the patient's rows to
+``data_manifest.csv`` and ``clinical.csv``. Only one patient's images are in memory at a time
+(per worker process), so ``n = 2000`` streams to disk.
+
+Calibration by measurement
+--------------------------
+The design gives each patient latent targets (Tmax/Lmax, ASP, Tmean/Lmean, Mmax/Lmax, maximum
+diameter). Nothing of these is written. The generator adjusts its *own* parameters until the
+imaging pipeline, measuring the generated data, lands in the target band:
+
+1. *Shape*: the tumour's shape amplitude is searched by bisection (and its size rescaled) until the
+   asphericity that :func:`mibgkit.shape.shape_features` measures — on the ROI as the pipeline sees
+   it, i.e. the analyst's mask resampled nearest-neighbour onto the SPECT grid — is on the target's
+   side of the published cut-off, close to the target.
+2. *Uptake*: tumour activity concentration, hot-focus strength and muscle activity are adjusted
+   until Tmax/Lmax (and, as far as the tumour allows, Tmean/Lmean and Mmax/Lmax) measured on the
+   *noisy* SPECT counts — the tumour ROI for Tmax/Tmean, the sphere VOIs of :mod:`mibgkit.voi` for
+   the liver and muscle — match their targets.
+3. *Check*: the written volume and ROI are measured once more with
+   :func:`mibgkit.features.image_features` (after :func:`mibgkit.features.roi_on_grid`), exactly as
+   ``mibgkit extract`` measures the files; for the calibrated design (default seed, n = 50) the
+   confusion counts at the published cut-offs are asserted.
+
+Geometry conventions: LPS, mm; arrays in numpy order (z, y, x); spacing and origin in SimpleITK
+order (x, y, z).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import warnings
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from ..errors import QCWarning
+from . import anatomy, clinical, tumour
+from .anatomy import Grid
+from .clinical import ASP_CUTOFF, DEFAULT_SEED, STUDY_N, TMAX_LMAX_CUTOFF
+
+__all__ = ["DEFAULT_SEED", "generate_cohort", "simulate_patient", "MANIFEST_FIELDS", "CLINICAL_FIELDS",
+           "CalibrationError"]
+
+#: Columns of the ``data_manifest.csv`` the generator writes.
+MANIFEST_FIELDS = ("patient_id", "spect", "ct", "roi", "roi_segment", "markups", "scan_date", "efs_days",
+                   "efs_event")
+
+#: Columns of the ``clinical.csv`` it writes (Table 1 variables, then hospital identity columns).
+CLINICAL_FIELDS = clinical.CLINICAL_COLUMNS + clinical.IDENTITY_COLUMNS
+
+#: Siemens Symbia T16: 4.795 mm detector pixels for a 128 matrix; zoom 1.6 → 2.996875 mm.
+SPECT_MATRIX = 128
+SPECT_PIXEL_MM = 2.996875  # 4.795 / 1.6
+
+#: CT reconstruction: 256 × 256 at one of these pixel sizes (mm; FOV / 256), slice intervals (mm).
+CT_MATRIX = 256
+CT_PIXELS_MM = (1.3671875, 1.5234375, 1.640625, 1.7578125)
+CT_SLICES_MM = (5.0, 4.0, 3.0)
+
+_TILE = 16  # Poisson noise is drawn in 16³ tiles, each from its own seeded stream.
+_ASP_TOL = 0.03  # accepted |ASP - target|
+_ASP_MARGIN = 0.012  # measured ASP must clear the cut-off by this much on the target's side
+_TL_TOL = 0.03  # accepted relative |Tmax/Lmax - target|
+_TL_MARGIN = 0.06  # measured Tmax/Lmax must clear the cut-off by this much
+
+
+class CalibrationError(RuntimeError):
+    """The generated cohort does not reproduce what its design promises."""
+
+
+@dataclass
+class PatientResult:
+    """What :func:`simulate_patient` hands back: the CSV rows and the pipeline's measurement."""
+
+    manifest: dict
+    clinical: dict
+    measured: dict
+
+
+# --------------------------------------------------------------------------------------------
+# geometry of one examination
+# --------------------------------------------------------------------------------------------
+
+
+def _round_mm(v: float) -> float:
+    """Round a coordinate to 0.01 mm, as scanners print them (keeps DICOM strings exact)."""
+    return float(round(float(v), 2))
+
+
+def _site_centre(rng: np.random.Generator, body: anatomy.Body, site: str, radius_mm: float) -> np.ndarray:
+    """LPS centre of a primary tumour of ``radius_mm`` at ``site`` (abdomen, mediastinum, pelvis)."""
+    s = body.scale
+    side = float(rng.choice([-1.0, 1.0]))
+    if site == "mediastinum":
+        c = np.array([side * 24.0 * s + side * 0.35 * radius_mm, 20.0 * s, 168.0 * s])
+    elif site == "pelvis":
+        c = np.array([side * 6.0 * s, 12.0 * s - 0.3 * radius_mm, -105.0 * s])
+    else:
+        kind = rng.random()
+        if kind < 0.65:  # adrenal
+            c = np.array([side * 34.0 * s + side * 0.3 * radius_mm, 18.0 * s - 0.35 * radius_mm,
+                          (46.0 * s if side > 0 else 40.0 * s)])
+        else:  # retroperitoneal paravertebral
+            c = np.array([side * 26.0 * s + side * 0.45 * radius_mm, 8.0 * s - 0.3 * radius_mm, -22.0 * s])
+    c += rng.normal(0.0, 4.0 * s, 3)
+    return body.l2 + c
+
+
+def _exam_grids(rng: np.random.Generator, body: anatomy.Body, tumour_centre: np.ndarray, reach: float,
+                must_cover: list[np.ndarray]) -> tuple[Grid, Grid]:
+    """SPECT grid (128 × 128 × n, ~3 mm) and CT grid (256 × 256, 1.4–1.8 mm, 3–5 mm slices)."""
+    sp = SPECT_PIXEL_MM
+    nz = SPECT_MATRIX
+    lo = min([tumour_centre[2] - reach] + [p[2] - 25.0 for p in must_cover]) - 20.0
+    hi = max([tumour_centre[2] + reach] + [p[2] + 25.0 for p in must_cover]) + 20.0
+    extent = (nz - 1) * sp
+    slack = max(extent - (hi - lo), 0.0)
+    z0 = lo - slack * rng.uniform(0.3, 0.7)
+    cx = body.l2[0] + rng.normal(0.0, 6.0)
+    cy = body.l2[1] + rng.normal(0.0, 6.0)
+    half = (SPECT_MATRIX - 1) / 2.0 * sp
+    spect = Grid((nz, SPECT_MATRIX, SPECT_MATRIX), (sp, sp, sp),
+                 (_round_mm(cx - half), _round_mm(cy - half), _round_mm(z0)))
+
+    width = 2.0 * body.outline[:, 1].max() + 60.0
+    ct_px = next((p for p in CT_PIXELS_MM if p * CT_MATRIX >= width), CT_PIXELS_MM[-1])
+    ct_dz = float(rng.choice(CT_SLICES_MM, p=[0.65, 0.25, 0.10]))
+    z_lo = spect.origin[2] - rng.uniform(0.0, 15.0)
+    z_hi = spect.origin[2] + extent + rng.uniform(0.0, 15.0)
+    n_ct = int(math.ceil((z_hi - z_lo) / ct_dz)) + 1
+    half_ct = (CT_MATRIX - 1) / 2.0 * ct_px
+    # Table centre, not the patient: the CT grid is centred on the bore (x) and the table (y).
+    ct_cx = body.l2[0] + rng.normal(0.0, 8.0) + 0.13
+    ct_cy = body.l2[1] + rng.normal(0.0, 8.0) + 0.07
+    ct = Grid((n_ct, CT_MATRIX, CT_MATRIX), (ct_px, ct_px, ct_dz),
+              (_round_mm(ct_cx - half_ct), _round_mm(ct_cy - half_ct), _round_mm(z_lo) + 0.11))
+    return spect, ct
+
+
+def _nearest_points(target: Grid, source: Grid, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+    """For the target voxels ``lo <= idx < hi``: the physical centres of the nearest source voxels.
+
+    This is what nearest-neighbour resampling of a mask on ``source`` onto ``target`` reads
+    (index rounded half up, as ITK does). Returns the points ``(n, 3)`` and whether each nearest
+    index lies inside ``source``.
+    """
+    sub = target.crop(lo, hi)
+    z, y, x = sub.axes()
+    o = np.asarray(source.origin)
+    s = np.asarray(source.spacing)
+    ix = np.floor((x - o[0]) / s[0] + 0.5)
+    iy = np.floor((y - o[1]) / s[1] + 0.5)
+    iz = np.floor((z - o[2]) / s[2] + 0.5)
+    ok_x = (ix >= 0) & (ix < source.shape[2])
+    ok_y = (iy >= 0) & (iy < source.shape[1])
+    ok_z = (iz >= 0) & (iz < source.shape[0])
+    px, py, pz = o[0] + ix * s[0], o[1] + iy * s[1], o[2] + iz * s[2]
+    zz, yy, xx = np.meshgrid(pz, py, px, indexing="ij")
+    okz, oky, okx = np.meshgrid(ok_z, ok_y, ok_x, indexing="ij")
+    pts = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
+    return pts, (okz & oky & okx).ravel()
+
+
+# --------------------------------------------------------------------------------------------
+# shape calibration
+# --------------------------------------------------------------------------------------------
+
+
+def _roi_on_spect(shape: tumour.TumourShape, amplitude: float, spect: Grid, drawn_on: Grid):
+    """The analyst's ROI (drawn on ``drawn_on``) as the pipeline sees it on the SPECT grid (crop)."""
+    r = tumour.reach_mm(shape, amplitude)
+    lo, hi = spect.box_around(shape.centre, r, margin_vox=1)
+    pts, ok = _nearest_points(spect, drawn_on, lo, hi)
+    mask = (tumour.inside(shape, pts, amplitude) & ok).reshape(tuple(hi - lo))
+    return mask, lo
+
+
+def _measure_shape(mask: np.ndarray, spacing_zyx) -> dict:
+    from ..shape import shape_features
+
+    if not mask.any():
+        return {"asphericity": math.nan, "max_diameter_mm": 0.0}
+    return shape_features(mask, spacing=spacing_zyx)
+
+
+def calibrate_shape(shape: tumour.TumourShape, target_asp: float, target_diameter_mm: float, spect: Grid,
+                    drawn_on: Grid, *, high: bool) -> tuple[tumour.TumourShape, float, dict]:
+    """Search the shape amplitude (and size) until the measured ASP meets its target.
+
+    Parameters
+    ----------
+    shape : TumourShape
+        Initial solid; its ``scale`` is adjusted towards ``target_diameter_mm``.
+    target_asp : float
+        Target asphericity (as :func:`mibgkit.shape.shape_features` reports it).
+    target_diameter_mm : float
+        Soft target for the maximum 3-D diameter, mm.
+    spect, drawn_on : Grid
+        The SPECT grid and the grid the analyst draws on (CT or SPECT).
+    high : bool
+        Whether the target lies above the published ASP cut-off; the accepted ASP must clear the
+        cut-off on that side.
+
+    Returns
+    -------
+    shape, amplitude, measured
+        The final solid, its amplitude and the shape features measured on the SPECT grid.
+    """
+    spacing_zyx = spect.spacing[::-1]
+
+    def ok_class(asp):
+        return asp >= ASP_CUTOFF + _ASP_MARGIN if high else asp <= ASP_CUTOFF - _ASP_MARGIN
+
+    def measure(sh, a):
+        mask, _ = _roi_on_spect(sh, a, spect, drawn_on)
+        return _measure_shape(mask, spacing_zyx)
+
+    best = None
+    a_cap = 3.0
+    for _round in range(4):
+        f0 = measure(shape, 0.0)
+        a, f = 0.0, f0
+        if f0["asphericity"] < target_asp - _ASP_TOL or not ok_class(f0["asphericity"]):
+            # Bracket the target by doubling the amplitude, then bisect.
+            lo_a, hi_a, f_hi = 0.0, 0.4, measure(shape, 0.4)
+            while f_hi["asphericity"] < target_asp and hi_a < a_cap:
+                lo_a, hi_a = hi_a, min(2.0 * hi_a, a_cap)
+                f_hi = measure(shape, hi_a)
+            a, f = hi_a, f_hi
+            if f_hi["asphericity"] >= target_asp:
+                for _ in range(14):
+                    if abs(f["asphericity"] - target_asp) <= _ASP_TOL and ok_class(f["asphericity"]):
+                        break
+                    mid = 0.5 * (lo_a + hi_a)
+                    a, f = mid, measure(shape, mid)
+                    if f["asphericity"] < target_asp:
+                        lo_a = mid
+                    else:
+                        hi_a = mid
+        miss = abs(f["asphericity"] - target_asp) + (0.0 if ok_class(f["asphericity"]) else 10.0)
+        ratio = target_diameter_mm / max(f["max_diameter_mm"], 1.0)
+        size_miss = abs(math.log(ratio))
+        cand = (miss + 0.05 * size_miss, shape, a, f)
+        if best is None or cand[0] < best[0]:
+            best = cand
+        if 0.88 <= ratio <= 1.12:
+            break
+        shape = shape.with_scale(shape.scale * float(np.clip(ratio, 0.4, 1.8)))
+    _, shape, a, f = best
+    return shape, a, f
+
+
+# --------------------------------------------------------------------------------------------
+# SPECT synthesis
+# --------------------------------------------------------------------------------------------
+
+
+def _tiles(shape) -> list[tuple[slice, slice, slice]]:
+    return [(slice(z, min(z + _TILE, shape[0])), slice(y, min(y + _TILE, shape[1])), slice(x, min(x + _TILE, shape[2])))
+            for z in range(0, shape[0], _TILE) for y in range(0, shape[1], _TILE) for x in range(0, shape[2], _TILE)]
+
+
+def _tile_ids_touching(shape, lo, hi) -> set[int]:
+    nty, ntx = -(-shape[1] // _TILE), -(-shape[2] // _TILE)
+    ids = set()
+    for tz in range(lo[0] // _TILE, (max(hi[0] - 1, lo[0])) // _TILE + 1):
+        for ty in range(lo[1] // _TILE, (max(hi[1] - 1, lo[1])) // _TILE + 1):
+            for tx in range(lo[2] // _TILE, (max(hi[2] - 1, lo[2])) // _TILE + 1):
+                ids.add((tz * nty + ty) * ntx + tx)
+    return ids
+
+
+def _poisson(lam: np.ndarray, counts: np.ndarray, tiles, ids, entropy: int) -> None:
+    """Draw Poisson counts in the listed tiles; each tile has its own reproducible stream."""
+    for t in ids:
+        sl = tiles[t]
+        g = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=(t,))))
+        counts[sl] = g.poisson(np.maximum(lam[sl], 0.0))
+
+
+def _sitk(array: np.ndarray, grid: Grid) -> sitk.Image:
+    img = sitk.GetImageFromArray(array)
+    img.SetSpacing(tuple(float(v) for v in grid.spacing))
+    img.SetOrigin(tuple(float(v) for v in grid.origin))
+    return img
+
+
+def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike, *, write: bool = True) -> PatientResult:
+    """Build, calibrate and write one patient.
+
+    Parameters
+    ----------
+    row : mapping
+        One row of :func:`mibgkit.synth.clinical.design_cohort`.
+    seed_entropy : int
+        The patient's own seed; the patient's files are a deterministic function of it and ``row``.
+    out_dir : path
+        Cohort folder; the patient's files go to ``out_dir/patients/<patient_id>/``.
+    write : bool
+        False to skip writing files (for calibration studies).
+
+    Returns
+    -------
+    PatientResult
+    """
+    from ..features import image_features, roi_on_grid
+    from ..voi import sphere_index_mask, sphere_radius_mm
+
+    rng = np.random.default_rng(np.random.SeedSequence(seed_entropy))
+    pid = str(row["patient_id"])
+    age = float(row["age_months"])
+    bm = row["bone_marrow_metastasis"] == "yes"
+    n_foci = int(np.clip(round(1.0 + 0.9 * float(row["curie_score"])), 2, 28)) if bm else 0
+    l2 = np.array([rng.normal(0.0, 5.0), rng.normal(10.0, 8.0), rng.normal(-420.0, 40.0)])
+    body = anatomy.make_body(rng, age, offset_mm=l2, metastases=n_foci)
+
+    # ---- tumour --------------------------------------------------------------------------
+    target_asp = float(row["target_asp"])
+    diameter = float(min(row["target_diameter_mm"], 2.0 * 0.85 * body.outline[:, 1].max()))
+    spiculated = float(np.clip((target_asp - 0.28) / 0.55 + rng.normal(0, 0.1), 0.0, 1.0))
+    centre = _site_centre(rng, body, str(row["primary_site"]), 0.5 * diameter)
+    shape = tumour.draw_tumour(rng, centre, 0.5 * diameter / 1.15, spiculated=spiculated)
+    drawn_on_ct = rng.random() < 0.8
+
+    provisional = anatomy.reference_centres(body)
+    spect, ct = _exam_grids(rng, body, centre, 0.75 * diameter + 10.0, list(provisional.values()))
+    drawn_on = ct if drawn_on_ct else spect
+
+    shape, amplitude, _ = calibrate_shape(shape, target_asp, diameter, spect, drawn_on,
+                                                    high=bool(row["asp_high"]))
+    # The analyst places the reference spheres after seeing the tumour.
+    roi_crop, roi_lo = _roi_on_spect(shape, amplitude, spect, drawn_on)
+    k, j, i = np.nonzero(roi_crop)
+    tumour_pts = np.stack([spect.origin[0] + (i + roi_lo[2]) * spect.spacing[0],
+                           spect.origin[1] + (j + roi_lo[1]) * spect.spacing[1],
+                           spect.origin[2] + (k + roi_lo[0]) * spect.spacing[2]], axis=1)
+    refs = anatomy.reference_centres(body, tumour_pts, inside_fov=lambda c, r: _sphere_in_grid(spect, c, r))
+
+    # ---- SPECT expectation: organs (liver-scaled) + soft tissue (muscle-scaled) + tumour ----
+    fwhm = rng.uniform(12.0, 15.0)
+    sigma_vox = fwhm / 2.354820045 / np.asarray(spect.spacing[::-1])
+    labels = anatomy.label_map(body, spect)
+    liver_tab, muscle_tab = anatomy.activity_tables(body)
+    reach = tumour.reach_mm(shape, amplitude)
+    t_lo, t_hi = spect.box_around(shape.centre, reach + 3.0 * fwhm, margin_vox=1)
+    crop = spect.crop(t_lo, t_hi)
+    necrosis = float(rng.uniform(0.25, 0.55)) if (diameter > 45 and rng.random() < 0.4) else 0.0
+    n_hot = int(rng.integers(1, 4))
+    pattern_seed = int(rng.integers(2**62))
+
+    def patterns(necrosis, n_hot=n_hot):
+        return tumour.uptake_patterns(shape, crop, amplitude, np.random.default_rng(pattern_seed),
+                                      necrosis=necrosis, n_hot=n_hot, supersample=1)
+
+    base, hot, occ = patterns(necrosis)
+    box = tuple(slice(a, b) for a, b in zip(t_lo, t_hi))
+    a_liver = liver_tab[labels]
+    a_muscle = muscle_tab[labels]
+    a_liver[box] *= 1.0 - occ  # the tumour displaces the organs it grows into
+    a_muscle[box] *= 1.0 - occ
+    b_liver = ndimage.gaussian_filter(a_liver, sigma_vox, mode="constant", truncate=3.5)
+    b_muscle = ndimage.gaussian_filter(a_muscle, sigma_vox, mode="constant", truncate=3.5)
+    b_t0 = ndimage.gaussian_filter(base, sigma_vox, mode="constant", truncate=3.5)
+    b_t1 = ndimage.gaussian_filter(hot, sigma_vox, mode="constant", truncate=3.5)
+    del a_liver, a_muscle
+
+    # ---- measurement sets: ROI on the SPECT grid, sphere VOIs ---------------------------
+    roi = np.zeros(spect.shape, dtype=bool)
+    roi[tuple(slice(a, a + n) for a, n in zip(roi_lo, roi_crop.shape))] = roi_crop
+    roi_idx = np.nonzero(roi)
+    geometry = sitk.Image([int(v) for v in spect.shape[::-1]], sitk.sitkUInt8)
+    geometry.SetSpacing(spect.spacing)
+    geometry.SetOrigin(spect.origin)
+    spheres = {}
+    for name, vol in (("liver", 30.0), ("muscle_left", 10.0), ("muscle_right", 10.0)):
+        spheres[name] = sphere_index_mask(geometry, refs[name], sphere_radius_mm(vol))[0]
+
+    tiles = _tiles(spect.shape)
+    needed = _tile_ids_touching(spect.shape, roi_lo, np.asarray(roi_lo) + np.asarray(roi_crop.shape))
+    for name, idx in spheres.items():
+        needed |= _tile_ids_touching(spect.shape, [int(a.min()) for a in idx], [int(a.max()) + 1 for a in idx])
+    entropy = int(rng.integers(2**62))
+    counts = np.zeros(spect.shape, dtype=np.int64)
+
+    c_liver = float(row["liver_counts"])
+    c_muscle = c_liver * float(row["target_mmax_lmax"]) * 0.75
+    target_tl = float(row["target_tmax_lmax"])
+    target_tm = float(row["target_tmean_lmean"])
+    target_ml = float(row["target_mmax_lmax"])
+    tl_high = bool(row["tl_high"])
+
+    def expectation(c_t, eta, c_m):
+        lam = c_liver * b_liver + c_m * b_muscle
+        lam[box] += c_t * (b_t0 + eta * b_t1)
+        return lam
+
+    def measure(lam):
+        _poisson(lam, counts, tiles, needed, entropy)
+        t = counts[roi_idx]
+        liver = counts[spheres["liver"]]
+        ml = counts[spheres["muscle_left"]]
+        mr = counts[spheres["muscle_right"]]
+        return {"tmax": float(t.max()), "tmean": float(t.mean()), "lmax": float(liver.max()),
+                "lmean": float(liver.mean()), "mmax": 0.5 * (float(ml.max()) + float(mr.max())),
+                "mmean": 0.5 * (float(ml.mean()) + float(mr.mean()))}
+
+    # First pass without tumour: liver and muscle references; set muscle activity.
+    m = measure(expectation(0.0, 0.0, c_muscle))
+    for _ in range(4):
+        ratio = m["mmax"] / m["lmax"]
+        if abs(ratio / target_ml - 1.0) < 0.08:
+            break
+        c_muscle *= float(np.clip((target_ml / ratio) ** 1.15, 0.4, 2.5))
+        m = measure(expectation(0.0, 0.0, c_muscle))
+
+    # Tumour concentration and hot-focus strength from the noise-free expectation.
+    lam0 = expectation(0.0, 0.0, c_muscle)
+    bg_r = lam0[roi_idx]
+    roi_in_box = tuple(a - lo for a, lo in zip(roi_idx, t_lo))
+    want_max = target_tl * m["lmax"]
+    want_mean = target_tm * m["lmean"]
+    # A tumour too uniform for its targets gets a (larger) necrotic core: heterogeneity is one of
+    # the generator's parameters, raised until the wanted Tmax/Tmean is reachable.
+    for level in (None, "one focus", 0.45, 0.6, 0.72):
+        if level == "one focus":
+            if n_hot == 1:
+                continue
+            n_hot = 1
+            base, hot, _ = patterns(necrosis, 1)
+            b_t0 = ndimage.gaussian_filter(base, sigma_vox, mode="constant", truncate=3.5)
+            b_t1 = ndimage.gaussian_filter(hot, sigma_vox, mode="constant", truncate=3.5)
+        elif level is not None:
+            if level <= necrosis:
+                continue
+            necrosis = level
+            base, hot, _ = patterns(necrosis, n_hot)
+            b_t0 = ndimage.gaussian_filter(base, sigma_vox, mode="constant", truncate=3.5)
+            b_t1 = ndimage.gaussian_filter(hot, sigma_vox, mode="constant", truncate=3.5)
+        t0_r, t1_r = b_t0[roi_in_box], b_t1[roi_in_box]
+        c_t, eta, reached = _solve_uptake(bg_r, t0_r, t1_r, want_max, want_mean)
+        if reached:
+            break
+
+    peak = float(np.max(t0_r + eta * t1_r))
+    for attempt in range(12):
+        m = measure(expectation(c_t, eta, c_muscle))
+        tl = m["tmax"] / m["lmax"]
+        ok = abs(tl / target_tl - 1.0) <= _TL_TOL and (
+            tl >= TMAX_LMAX_CUTOFF * (1 + _TL_MARGIN) if tl_high else tl <= TMAX_LMAX_CUTOFF * (1 - _TL_MARGIN))
+        if ok or attempt == 11:
+            break
+        if attempt < 6:  # re-solve with the Poisson excess actually seen, keeping the mean
+            expected_peak = float(np.max(bg_r + c_t * (t0_r + eta * t1_r)))
+            want_max = target_tl * m["lmax"]
+            c_t, eta, _ = _solve_uptake(bg_r, t0_r, t1_r, want_max, want_mean,
+                                        excess_counts=m["tmax"] - expected_peak)
+            peak = float(np.max(t0_r + eta * t1_r))
+        else:
+            c_t = max(c_t + (target_tl * m["lmax"] - m["tmax"]) / max(peak, 1e-6) * 0.9, 0.0)
+
+    # Final Poisson draw everywhere; then measure exactly as the pipeline does.
+    lam = expectation(c_t, eta, c_muscle)
+    _poisson(lam, counts, tiles, set(range(len(tiles))) - needed, entropy)
+    del lam, b_liver, b_muscle
+    spect_counts = np.clip(counts, 0, 65535).astype(np.uint16)
+    spect_img = _sitk(spect_counts, spect)
+
+    ct_tumour, ct_lo = _rasterise(shape, amplitude, ct)
+    seg_mask, seg_grid = _tight(ct_tumour, ct.crop(ct_lo, ct_lo + np.asarray(ct_tumour.shape))) if drawn_on_ct \
+        else _tight(*_rasterise(shape, amplitude, spect, grid_only=True))
+    seg_img = _sitk(seg_mask.astype(np.uint8), seg_grid)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", QCWarning)
+        measured = image_features(spect_img, roi_on_grid(seg_img, spect_img), refs)
+    measured = {k: measured[k] for k in ("tmax", "tmean", "lmax", "lmean", "mmax", "mmean", "tmax_lmax",
+                                         "tmean_lmean", "tmax_lmean", "tmax_mmax", "tmean_mmean",
+                                         "asphericity", "max_diameter_mm", "mtv_ml")}
+    measured["patient_id"] = pid
+
+    man = {}
+    if write:
+        man = _write_patient(row, rng, Path(out_dir), body, spect, ct, spect_counts, seg_mask, seg_grid, shape,
+                             (ct_tumour, ct_lo), necrosis, refs)
+    clin = {k: row[k] for k in CLINICAL_FIELDS}
+    return PatientResult(manifest=man, clinical=clin, measured=measured)
+
+
+def _solve_uptake(bg, t0, t1, want_max, want_mean, excess_counts: float | None = None) -> tuple[float, float, bool]:
+    """Tumour concentration ``c`` and hot-focus weight ``η`` for target max and mean in the ROI.
+
+    Uses the noise-free expectation ``bg + c·(t0 + η·t1)`` over the ROI voxels. For a given ``η``,
+    ``c(η)`` gives the wanted mean, and the maximum (inflated by ``excess_counts``, the excess of
+    the noisy maximum over the expected one; by default 2.5 Poisson SD) grows with ``η``; ``η`` is found by bracketing and bisection.
+    When even ``η = 0`` gives too high a maximum for that mean, the maximum has priority: ``η = 0``
+    and ``c`` from the maximum. Returns ``(c, η, reached)``; ``reached`` is False when no ``η``
+    makes the maximum high enough for the wanted mean (the tumour is too uniform).
+    """
+    bg = np.asarray(bg, float)
+    t0 = np.asarray(t0, float)
+    t1 = np.asarray(t1, float)
+
+    def excess(eta):
+        pattern = t0 + eta * t1
+        c = (want_mean - bg.mean()) / max(float(pattern.mean()), 1e-12)
+        peak = float(np.max(bg + c * pattern))
+        noise = 2.5 * math.sqrt(max(peak, 1.0)) if excess_counts is None else excess_counts
+        return peak + noise - want_max, c
+
+    g0, c0 = excess(0.0)
+    if g0 >= 0 or c0 <= 0:
+        i = int(np.argmax(t0))
+        return max((want_max - 2.5 * math.sqrt(want_max) - bg[i]) / max(float(t0[i]), 1e-12), 0.0), 0.0, True
+    lo, hi = 0.0, None
+    for eta in np.geomspace(0.05, 1000.0, 40):
+        g, _ = excess(eta)
+        if g >= 0:
+            hi = eta
+            break
+        lo = eta
+    if hi is None:
+        return excess(lo)[1], lo, False
+    for _ in range(40):
+        mid = 0.5 * (lo + hi)
+        if excess(mid)[0] >= 0:
+            hi = mid
+        else:
+            lo = mid
+    return excess(lo)[1], lo, True
+
+
+def _sphere_in_grid(grid: Grid, centre, radius: float) -> bool:
+    """Whether a sphere lies inside the grid's field of view (voxel centres' bounding box)."""
+    z, y, x = grid.axes()
+    c = np.asarray(centre, float)
+    return bool(x[0] <= c[0] - radius and c[0] + radius <= x[-1] and y[0] <= c[1] - radius
+                and c[1] + radius <= y[-1] and z[0] <= c[2] - radius and c[2] + radius <= z[-1])
+
+
+def _rasterise(shape: tumour.TumourShape, amplitude: float, grid: Grid, *, grid_only: bool = False):
+    """The tumour solid sampled at the voxel centres of ``grid``, over its bounding box.
+
+    Returns the boolean crop and its start index (numpy order), or with ``grid_only`` the crop
+    and the cropped :class:`Grid`.
+    """
+    lo, hi = grid.box_around(shape.centre, tumour.reach_mm(shape, amplitude), margin_vox=2)
+    sub = grid.crop(lo, hi)
+    mask = tumour.inside(shape, sub.points(), amplitude).reshape(sub.shape)
+    return (mask, sub) if grid_only else (mask, lo)
+
+
+def _tight(mask: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
+    """The analyst's segmentation as 3D Slicer stores it: cropped to the segment's extent plus a
+    two-voxel margin."""
+    nz = np.nonzero(mask)
+    a = np.maximum([int(v.min()) - 2 for v in nz], 0)
+    b = np.minimum([int(v.max()) + 3 for v in nz], mask.shape)
+    return mask[a[0]:b[0], a[1]:b[1], a[2]:b[2]], grid.crop(a, b)
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+# --------------------------------------------------------------------------------------------
+
+_TERMINOLOGY = {
+    "abdomen": "SCT^23451007^Adrenal gland",
+    "mediastinum": "SCT^72410000^Mediastinum",
+    "pelvis": "SCT^12921003^Pelvis",
+}
+
+
+def _dicom_date(iso: str) -> str:
+    return iso.replace("-", "")
+
+
+def _write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_counts, seg_mask, seg_grid,
+                   shape, ct_tumour, necrosis, refs) -> dict:
+    from ..slicer import write_markups, write_segmentation
+    from .dicom import write_ct_series, write_nm_multiframe
+
+    pid = str(row["patient_id"])
+    folder = out_dir / "patients" / pid
+    folder.mkdir(parents=True, exist_ok=True)
+    age = int(row["age_months"])
+    weight = round(float(3.5 + 0.45 * age - 0.0012 * age**2) * float(np.exp(rng.normal(0, 0.08))), 1)
+    hour, minute = int(rng.integers(8, 16)), int(rng.integers(0, 12)) * 5
+    identity = {
+        "PatientName": row["patient_name"],
+        "PatientID": row["hospital_mrn"],
+        "PatientBirthDate": _dicom_date(row["birth_date"]),
+        "PatientSex": row["sex"],
+        "PatientAge": f"{min(age, 999):03d}M",
+        "PatientWeight": f"{weight:g}",
+        "StudyDate": _dicom_date(row["scan_date"]),
+        "StudyTime": f"{hour:02d}{minute:02d}00",
+        "AccessionNumber": row["accession_number"],
+        "InstitutionName": clinical.INSTITUTION,
+        "ReferringPhysicianName": row["referring_physician"],
+        "StudyID": row["accession_number"][-6:],
+    }
+    # EANM paediatric dosage card (class B, baseline 28 MBq for 123I-MIBG), 37–400 MBq.
+    dose = float(np.clip(28.0 * _eanm_multiple(weight), 80.0, 400.0))
+    write_nm_multiframe(spect_counts, folder / "spect.dcm", spacing=spect.spacing, origin=spect.origin,
+                        identity=identity,
+                        series={"SeriesNumber": 3, "SeriesDescription": "SPECT MIBG 24h Flash3D AC",
+                                "RadionuclideTotalDose": round(dose, 1),
+                                "RadiopharmaceuticalStartTime": f"{(hour + 24 - 24) % 24:02d}0000"})
+
+    labels = anatomy.label_map(body, ct)
+    tum, lo = ct_tumour
+    sub = ct.crop(lo, lo + np.asarray(tum.shape))
+    box = tuple(slice(a, a + m) for a, m in zip(lo, tum.shape))
+    lab_box = labels[box]
+    lab_box[tum] = anatomy.TISSUES["tumour"]
+    if necrosis > 0:
+        q = (sub.points() - shape.centre) @ shape.rotation / shape.scale
+        rho = np.sqrt(((q / shape.radii) ** 2).sum(axis=1)).reshape(sub.shape)
+        lab_box[tum & (rho < necrosis * 0.9)] = anatomy.TISSUES["necrosis"]
+    if str(row["histology"]) == "NB" or rng.random() < 0.4:  # stippled calcification, typical of NB
+        speck = tum & (rng.random(sub.shape) < rng.uniform(0.002, 0.02))
+        speck = ndimage.binary_dilation(speck, iterations=1) & tum
+        lab_box[speck] = anatomy.TISSUES["calcification"]
+    labels[box] = lab_box
+    hu = anatomy.ct_numbers(labels, rng)
+    del labels
+    write_ct_series(hu, folder / "ct", spacing=ct.spacing, origin=ct.origin, identity=identity,
+                    series={"SeriesNumber": 2, "SeriesDescription": f"CT LowDose {ct.spacing[2]:.1f} B08s"})
+    del hu
+
+    site = str(row["primary_site"])
+    term = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically "
+            f"Altered Structure~SCT^4147007^Mass~^^~Anatomic codes - DICOM master list~{_TERMINOLOGY[site]}~^^")
+    write_segmentation(folder / "tumour.seg.nrrd", {"tumour": (seg_mask.astype(np.uint8), {
+        "origin": seg_grid.origin, "spacing": seg_grid.spacing})},
+        colors={"tumour": (0.85, 0.4, 0.3)}, terminology={"tumour": term}, status="completed")
+    system = "RAS" if int(pid[2:]) % 2 == 0 else "LPS"
+    write_markups(folder / "spheres.mrk.json", {k: [float(round(v, 3)) for v in p] for k, p in refs.items()},
+                  coordinate_system=system)
+    rel = f"patients/{pid}"
+    return {"patient_id": pid, "spect": f"{rel}/spect.dcm", "ct": f"{rel}/ct", "roi": f"{rel}/tumour.seg.nrrd",
+            "roi_segment": "tumour", "markups": f"{rel}/spheres.mrk.json", "scan_date": row["scan_date"],
+            "efs_days": f"{float(row['efs_days']):.1f}", "efs_event": int(row["efs_event"])}
+
+
+def _eanm_multiple(weight_kg: float) -> float:
+    """EANM dosage card multiple by body weight (class B), interpolated."""
+    w = np.array([3, 4, 8, 10, 14, 18, 22, 26, 30, 34, 38, 42, 46, 50], float)
+    m = np.array([1, 1.14, 1.71, 2.0, 2.57, 3.14, 3.71, 4.29, 4.86, 5.29, 5.71, 6.14, 6.57, 7.0])
+    return float(np.interp(weight_kg, w, m))
+
+
+# --------------------------------------------------------------------------------------------
+# the cohort
+# --------------------------------------------------------------------------------------------
+
+
+def _csv_value(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return ""
+        return f"{v:g}" if v == int(v) and abs(v) < 1e15 else f"{v:.6g}"
+    if isinstance(v, (np.integer,)):
+        return str(int(v))
+    if isinstance(v, (np.floating,)):
+        return _csv_value(float(v))
+    return str(v)
+
+
+def _work(args) -> PatientResult:
+    row, entropy, out_dir = args
+    return simulate_patient(row, entropy, out_dir)
+
+
+def _patients(design, entropies, out_dir, workers: int) -> Iterator[PatientResult]:
+    rows = design.to_dict("records")
+    jobs = ((rows[i], int(entropies[i]), str(out_dir)) for i in range(len(rows)))
+    if workers <= 1:
+        for job in jobs:
+            yield _work(job)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        # map() keeps order; chunks of one keep only a few patients in flight.
+        yield from pool.map(_work, jobs, chunksize=1)
+
+
+def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DEFAULT_SEED, progress: bool = True,
+                    *, workers: int | None = None, check: bool | None = None) -> Path:
+    """Generate a synthetic cohort and return the path of its ``data_manifest.csv``.
+
+    Parameters
+    ----------
+    out_dir : path
+        Cohort folder (created). Receives ``data_manifest.csv``, ``clinical.csv`` and
+        ``patients/<patient_id>/`` with ``spect.dcm`` (NM multi-frame), ``ct/`` (CT series),
+        ``tumour.seg.nrrd`` (3D Slicer segmentation, segment ``tumour``) and ``spheres.mrk.json``
+        (control points ``liver``, ``muscle_left``, ``muscle_right``; LPS or RAS).
+    n : int
+        Number of patients.
+    seed : int
+        Seed; the same seed and ``n`` give byte-identical files.
+    progress : bool
+        Show a progress bar.
+    workers : int, optional
+        Worker processes (default: up to 2, one per CPU). The output does not depend on it.
+    check : bool, optional
+        Assert the published confusion counts at the Table 3 cut-offs, as measured by the pipeline
+        on the generated data. Default: only for the calibrated design (``n = 50``, default seed).
+
+    Returns
+    -------
+    pathlib.Path
+        ``out_dir/data_manifest.csv``.
+
+    Raises
+    ------
+    CalibrationError
+        With ``check``, when the measured counts differ from Table 3.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    root = np.random.SeedSequence(int(seed))
+    design_seq, patient_seq = root.spawn(2)
+    design = clinical.design_cohort(int(n), np.random.default_rng(design_seq))
+    entropies = [int(s.generate_state(2, dtype=np.uint64)[0] >> np.uint64(2)) for s in patient_seq.spawn(int(n))]
+    if workers is None:
+        workers = max(1, min(2, os.cpu_count() or 1, int(n)))
+    if check is None:
+        check = int(n) == STUDY_N and int(seed) == DEFAULT_SEED
+
+    manifest_path = out / "data_manifest.csv"
+    clinical_path = out / "clinical.csv"
+    tallies = {"tl": np.zeros((2, 2), int), "asp": np.zeros((2, 2), int)}
+    with open(manifest_path, "w", newline="", encoding="utf-8") as fm, \
+            open(clinical_path, "w", newline="", encoding="utf-8") as fc:
+        wm = csv.writer(fm, lineterminator="\n")
+        wc = csv.writer(fc, lineterminator="\n")
+        wm.writerow(MANIFEST_FIELDS)
+        wc.writerow(CLINICAL_FIELDS)
+        results = _patients(design, entropies, out, workers)
+        for res in tqdm(results, total=int(n), desc="synth", unit="patient", disable=not progress):
+            wm.writerow([_csv_value(res.manifest[k]) for k in MANIFEST_FIELDS])
+            wc.writerow([_csv_value(res.clinical[k]) for k in CLINICAL_FIELDS])
+            ev = int(res.manifest["efs_event"])
+            tallies["tl"][ev, int(res.measured["tmax_lmax"] >= TMAX_LMAX_CUTOFF)] += 1
+            tallies["asp"][ev, int(res.measured["asphericity"] >= ASP_CUTOFF)] += 1
+    if check:
+        expected = {"tl": np.array([[35, 4], [5, 6]]), "asp": np.array([[35, 4], [4, 7]])}
+        for key, exp in expected.items():
+            if not np.array_equal(tallies[key], exp):
+                raise CalibrationError(
+                    f"measured confusion counts for {'Tmax/Lmax' if key == 'tl' else 'ASP'} "
+                    f"(rows event 0/1, columns below/above cut-off) {tallies[key].tolist()} "
+                    f"differ from Table 3 {exp.tolist()}")
+    return manifest_path
