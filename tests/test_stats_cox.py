@@ -273,3 +273,27 @@ def test_recoding_binary_flips_hr(seed):
     assert_allclose(f["hr"], 1 / a["hr"], rtol=1e-7)
     assert_allclose([f["ci_lower"], f["ci_upper"]], [1 / a["ci_upper"], 1 / a["ci_lower"]], rtol=1e-7)
     assert_allclose(f["p"], a["p"], rtol=1e-7)
+
+
+def test_skewed_covariate_where_plain_newton_overshoots():
+    """A count-like covariate with a long right tail and events at its top (a Curie score): Newton's
+    method from β = 0 diverges without step halving, the fit must still reach the optimum (lifelines
+    as the independent reference)."""
+    import warnings as _w
+
+    from lifelines import CoxPHFitter
+    from statsmodels.duration.hazard_regression import PHReg
+
+    x = [9, 8, 8, 0, 13, 0, 0, 1, 0, 9, 4, 0, 18, 8, 0, 10, 0, 2, 0, 0, 3, 16, 0, 0, 0, 1, 4, 0, 5, 0,
+         0, 0, 0, 0, 3, 0, 0, 0, 1, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0]
+    e = [1, 1, 1, 0, 1, 1, 1, 0, 0, 1, 0, 0, 1, 1, 0, 1] + [0] * 8 + [1] + [0] * 25
+    d = pd.DataFrame({"t": np.arange(1, 51) * 30.0, "e": e, "x": np.asarray(x, float)})
+    xs = (d.x - d.x.mean()) / d.x.std(ddof=0)
+    with _w.catch_warnings():
+        _w.simplefilter("ignore")
+        plain = PHReg(d.t, xs.to_numpy()[:, None], status=d.e, ties="efron").fit(method="newton", maxiter=100)
+    assert not np.isfinite(plain.params).all()  # the case this test is about
+    ours = cox_univariate(d, "t", "e", ["x"])
+    ref = CoxPHFitter().fit(d, "t", "e")
+    assert np.log(ours.at["x", "hr"]) == pytest.approx(ref.params_["x"], rel=1e-6)
+    assert ours.at["x", "p"] == pytest.approx(ref.summary.at["x", "p"], rel=1e-4)

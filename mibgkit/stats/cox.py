@@ -116,12 +116,22 @@ def _fit_cox(time, event, X: np.ndarray, names: Sequence[str], ties: Ties) -> _C
     centre, scale = X.mean(axis=0), X.std(axis=0)
     Xs = (X - centre) / scale
     model_s = _phreg(time, event, Xs, ties)
+    tol_grad = 1e-5 * max(1.0, np.sqrt(event.sum()))
+
+    def fitted(res) -> tuple[np.ndarray, np.ndarray, bool]:
+        b = np.asarray(res.params, dtype=float)
+        g = np.asarray(model_s.score(b), dtype=float) if np.isfinite(b).all() else np.full(k, np.nan)
+        return b, g, bool(np.isfinite(b).all() and np.all(np.abs(g) < tol_grad))
+
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        res = model_s.fit(method="newton", maxiter=100, tol=1e-12)
-    bs = np.asarray(res.params, dtype=float)
-    grad = np.asarray(model_s.score(bs), dtype=float)
-    converged = np.isfinite(bs).all() and np.all(np.abs(grad) < 1e-5 * max(1.0, np.sqrt(event.sum())))
+        bs, grad, converged = fitted(model_s.fit(method="newton", maxiter=100, tol=1e-12))
+        if not converged:
+            # Newton from β = 0 can overshoot on skewed covariates (no step halving in statsmodels):
+            # approach the optimum by BFGS, then polish with Newton from there.
+            start = np.asarray(model_s.fit(method="bfgs", maxiter=500, disp=False).params, dtype=float)
+            if np.isfinite(start).all():
+                bs, grad, converged = fitted(model_s.fit(method="newton", start_params=start, maxiter=100, tol=1e-12))
     if not converged or np.any(np.abs(bs) > 25):
         raise StatisticsError(
             f"Cox model on {list(names)} did not converge (scaled coefficients {np.round(bs, 2).tolist()}, "
