@@ -149,11 +149,14 @@ def qc_figure(
     centres: Mapping[str, Sequence[float]],
     *,
     radii_mm: Mapping[str, float] | None = None,
+    ct: sitk.Image | None = None,
     title: str = "",
 ):
     """SPECT coronal MIP plus axial and coronal slices through the tumour with ROI contour and spheres.
 
     ``roi`` is on the SPECT grid; ``centres`` are LPS mm; ``radii_mm`` gives each sphere's radius.
+    With ``ct``, a fourth panel shows the CT slice at the tumour's level with the SPECT fused over it
+    and the ROI contour, each drawn at its own physical extent (so a misregistration would show).
     """
     from .voi import sphere_radius_mm
 
@@ -170,7 +173,11 @@ def qc_figure(
     ext_z = (oz - sz / 2, oz + (nz - 0.5) * sz)
     kz, ky, _ = (np.argwhere(r).mean(axis=0).round().astype(int) if r.any() else np.array(a.shape) // 2)
     vmax = np.percentile(a, 99.9)
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2), gridspec_kw={"width_ratios": [1, 1, 1]})
+    if ct is not None:
+        fig, grid = plt.subplots(2, 2, figsize=(8.6, 8.4))
+        axes = grid.ravel()
+    else:
+        fig, axes = plt.subplots(1, 3, figsize=(10.5, 4.0))
     axes[0].imshow(a.max(axis=1), cmap="gray_r", origin="lower", extent=(*ext_x, *ext_z), vmax=vmax, aspect="equal")
     axes[0].set_title("coronal MIP")
     axes[1].imshow(a[kz], cmap="gray_r", extent=(*ext_x, ext_y[1], ext_y[0]), vmax=vmax, aspect="equal")
@@ -190,6 +197,22 @@ def qc_figure(
             if abs(depth) < rad:
                 ax.add_patch(plt.Circle((u, v), np.sqrt(rad**2 - depth**2), fill=False, color=col, lw=1.4))
         axes[0].add_patch(plt.Circle((c[0], c[2]), rad, fill=False, color=col, lw=1.0, ls="--"))
+    if ct is not None:
+        c = _lps(ct)
+        ca = sitk.GetArrayViewFromImage(c)
+        cx, cy, cz = c.GetSpacing()
+        cox, coy, coz = c.GetOrigin()
+        kc = int(np.clip(round((z_axial - coz) / cz), 0, ca.shape[0] - 1))
+        cext = (cox - cx / 2, cox + (ca.shape[2] - 0.5) * cx, coy + (ca.shape[1] - 0.5) * cy, coy - cy / 2)
+        axes[3].imshow(ca[kc], cmap="gray", vmin=-200, vmax=300, extent=cext, aspect="equal")
+        hot = np.ma.masked_less(a[kz], 0.08 * vmax)
+        axes[3].imshow(hot, cmap="inferno", alpha=0.55, vmin=0, vmax=vmax, extent=(*ext_x, ext_y[1], ext_y[0]),
+                       aspect="equal")
+        axes[3].contour(np.linspace(*ext_x, nx), np.linspace(*ext_y, ny), r[kz].astype(float), levels=[0.5],
+                        colors="#00e5ff", linewidths=1.2)
+        axes[3].set_xlim(axes[1].get_xlim())
+        axes[3].set_ylim(axes[1].get_ylim())
+        axes[3].set_title(f"CT + SPECT, z = {coz + kc * cz:.0f} mm")
     for ax in axes:
         ax.set_xlabel("x (mm, patient left →)")
         ax.grid(False)

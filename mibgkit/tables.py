@@ -85,7 +85,7 @@ def compare_counts(ours: Mapping[str, float], published: Mapping[str, float]) ->
     """Two columns (this run, paper) and ``equal`` for matching keys."""
     keys = list(published)
     out = pd.DataFrame({"this run": [ours.get(k, np.nan) for k in keys], "paper": [published[k] for k in keys]},
-                       index=keys)
+                       index=keys, dtype=object)
     out["equal"] = [bool(np.isclose(a, b)) if pd.notna(a) else False for a, b in zip(out["this run"], out["paper"])]
     return out
 
