@@ -181,8 +181,10 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate ``data_manifest.csv``.
 
     Returns a DataFrame indexed by ``patient_id`` with the schema's columns (others dropped) and
-    the path columns resolved to absolute paths (they must exist and stay inside the manifest's
-    folder). ``df.attrs["manifest"]`` holds the manifest's absolute path.
+    the path columns resolved to absolute paths, which must stay inside the manifest's folder.
+    A path to a file that does not exist is accepted here and reported per patient by extraction
+    (one missing scan must not stop a cohort). ``df.attrs["manifest"]`` holds the manifest's
+    absolute path.
     """
     path = Path(path).resolve()
     df = _validate(_read_csv(path), MANIFEST_COLUMNS, path)
@@ -199,8 +201,8 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
             p = (base / rel).resolve()
             if base not in p.parents and p != base:
                 problems.append(f"patient {pid}: {c.name} path {rel!r} leaves the manifest's folder")
-            elif not p.exists():
-                problems.append(f"patient {pid}: {c.name} file {rel!r} does not exist")
+            # A file that does not exist is that patient's problem, not the cohort's: extraction
+            # reports it in the QC table and carries on with the others.
             resolved.append(str(p))
         df[c.name] = resolved
     if problems:

@@ -52,7 +52,6 @@ def test_valid_manifest_resolves_paths(tmp_path):
         (lambda r: [dict(x, efs_days="ten") for x in r], "'ten' is not a number"),
         (lambda r: [dict(x, scan_date="03/04/2020") for x in r], "not an ISO date"),
         (lambda r: [dict(x, spect="../outside.dcm") for x in r], "leaves the manifest's folder"),
-        (lambda r: [dict(x, spect="patients/nothere.dcm") for x in r], "does not exist"),
         (lambda r: [dict(x, markups=None) for x in r], "no markups file and incomplete sphere-centre columns"),
     ],
 )
@@ -64,6 +63,15 @@ def test_bad_manifests_name_patient_and_problem(tmp_path, change, message):
     with pytest.raises(ManifestError, match=message) as e:
         read_manifest(p)
     assert "data_manifest.csv" in str(e.value)
+
+
+def test_missing_file_is_left_to_extraction(tmp_path):
+    """One patient's missing scan must not stop the cohort: the manifest is accepted, the path kept."""
+    make_files(tmp_path)
+    rows = manifest_rows()
+    rows[1]["spect"] = "patients/P1/nothere.dcm"
+    m = read_manifest(write(tmp_path, rows))
+    assert m.at["P1", "spect"].endswith("nothere.dcm") and not Path(m.at["P1", "spect"]).exists()
 
 
 def test_missing_required_column(tmp_path):
