@@ -4,6 +4,7 @@ Verbs::
 
     mibgkit shape MASK [--label N | --segment NAME] [--json]
     mibgkit extract MANIFEST -o FEATURES.csv [--mtv-method roi|percent_max|adaptive] [--strict]
+                    [--workers N | --scheduler ADDRESS]
     mibgkit synth OUT [--n 50] [--seed S]
     mibgkit report [--manifest M] [--params FILE] [--out reports/]
 """
@@ -34,20 +35,23 @@ def _cmd_shape(args) -> int:
 
 
 def _cmd_extract(args) -> int:
-    from .cohort import extract_cohort, qc_path_for
+    from .cohort import extract_to_csv, parts_dir_for, qc_path_for
     from .manifest import read_manifest
-    from .outputs import write_csv
 
     manifest = read_manifest(args.manifest)
     params = {}
     if args.fraction is not None:
         params["fraction"] = args.fraction
-    features, qc = extract_cohort(manifest, mtv_method=args.mtv_method, mtv_params=params, progress=not args.quiet)
+    if args.workers is not None and args.workers < 1:
+        raise MibgkitError(f"--workers must be at least 1, got {args.workers}")
     out = Path(args.output)
-    write_csv(out, features)
-    write_csv(qc_path_for(out), qc)
+    run = extract_to_csv(manifest, out, mtv_method=args.mtv_method, mtv_params=params, progress=not args.quiet,
+                         workers=args.workers, scheduler=args.scheduler)
+    features, qc = run.tables()
     bad = qc[qc.status == "error"]
-    print(f"{len(features)} of {len(qc)} patients measured -> {out}; QC table -> {qc_path_for(out)}", file=sys.stderr)
+    resumed = f" ({run.n_cached} reused from {parts_dir_for(out)})" if run.n_cached else ""
+    print(f"{len(features)} of {len(qc)} patients measured{resumed} -> {out}; QC table -> {qc_path_for(out)}",
+          file=sys.stderr)
     for _, r in bad.iterrows():
         print(f"  {r.patient_id}: {r.error_type}: {r.file + ': ' if r.file else ''}{r.message}", file=sys.stderr)
     return 1 if (args.strict and len(bad)) else 0
@@ -119,12 +123,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", action="store_true", help="print the features as JSON")
     s.set_defaults(func=_cmd_shape)
 
-    e = sub.add_parser("extract", help="features of every patient in a manifest, with a QC table")
+    e = sub.add_parser("extract", help="features of every patient in a manifest, with a QC table",
+                       description="Features of every patient in a manifest, with a QC table. Each patient's "
+                                   "result is kept in FEATURES.parts/ as it finishes; a re-run reuses them.")
     e.add_argument("manifest", help="data_manifest.csv")
     e.add_argument("-o", "--output", required=True, help="features CSV to write (QC table goes beside it)")
     e.add_argument("--mtv-method", default="roi", choices=("roi", "percent_max", "adaptive"))
     e.add_argument("--fraction", type=float, help="threshold fraction for percent_max / adaptive")
     e.add_argument("--strict", action="store_true", help="exit 1 when any patient failed")
+    where = e.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N",
+                       help="run on a local Dask cluster of N single-threaded worker processes "
+                            "(default: one patient after the other in this process)")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (workers must see "
+                            "the input files and the output folder at the same paths)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_extract)
 

@@ -181,6 +181,8 @@ def check_counts(
         When negative voxels exist and ``strict`` is true.
     """
     values = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(values.dtype, np.unsignedinteger):
+        return 0  # stored counts without rescale cannot be negative
     n_negative = int(np.count_nonzero(values < 0))
     if n_negative:
         share = 100.0 * n_negative / values.size
@@ -390,7 +392,7 @@ def _nm_volume(ds: pydicom.Dataset, p: Path, patient: str | None) -> sitk.Image:
     frames = np.asarray(frames).reshape(n_frames, int(ds.Rows), int(ds.Columns))
 
     order = np.argsort(slice_index, kind="stable")
-    volume = frames[order]
+    volume = frames if np.array_equal(order, np.arange(n_frames)) else frames[order]  # no copy when in order
     first = ipp + (1 - slice_index[0]) * step * normal  # centre of slice 1
     if step < 0:  # stacked against the normal: reverse to keep the z axis = row × column
         volume = volume[::-1]

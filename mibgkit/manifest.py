@@ -39,6 +39,8 @@ MANIFEST_COLUMNS: tuple[Column, ...] = (
     Column("roi_segment", "str", False, "exact segment name inside a .seg.nrrd"),
     Column("roi_label", "int", False, "label value inside a labelmap (default: all non-zero)"),
     Column("markups", "path", False, "3D Slicer .mrk.json with control points liver, muscle_left, muscle_right"),
+    Column("organs", "path", False, "organ segmentation (.seg.nrrd with segments liver, muscle_left/muscle_right or "
+           "muscle): a sphere leaving its organ is a QC warning"),
     *(
         Column(f"{p}_{a}_mm", "float", False, f"{p} sphere centre, LPS {a} in mm (used when there is no markups file)")
         for p in ("liver", "muscle_left", "muscle_right")

@@ -6,7 +6,7 @@ import pytest
 import SimpleITK as sitk
 
 from mibgkit.cli import main
-from mibgkit.cohort import cached_features, extract_cohort, load_cohort
+from mibgkit.cohort import cached_features, extract_cohort, load_cohort, read_features
 from mibgkit.manifest import read_manifest
 from mibgkit.slicer import write_markups, write_segmentation
 from mibgkit.synth.dicom import write_nm_multiframe
@@ -118,3 +118,132 @@ def test_cli_shape_json(tmp_path, capsys):
     assert feats["mesh_volume_mm3"] == pytest.approx(556, abs=4)
     assert main(["shape", str(tmp_path / "missing.nii.gz")]) == 2
     assert "missing.nii.gz" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- streaming and resume
+
+
+def _parts(folder):
+    return sorted(p.name for p in (folder / "features.parts").iterdir())
+
+
+def test_parts_stream_one_file_per_patient_and_assemble_in_manifest_order(cohort_dir, tmp_path):
+    from mibgkit.cohort import extract_to_csv
+
+    m = read_manifest(cohort_dir / "data_manifest.csv")
+    run = extract_to_csv(m, tmp_path / "features.csv", progress=False)
+    names = _parts(tmp_path)
+    assert [n.split("-")[0] for n in names] == ["P01", "P02", "P03"]  # the error is kept too
+    assert [o["patient_id"] for o in run.outcomes] == ["P01", "P02", "P03"] and run.n_cached == 0
+    # the tables equal the in-memory extraction, and a re-run computes nothing and writes the same bytes
+    features, qc = extract_cohort(m, progress=False)
+    pd.testing.assert_frame_equal(read_features(tmp_path / "features.csv")[0], features)
+    first = (tmp_path / "features.csv").read_bytes(), (tmp_path / "features_qc.csv").read_bytes()
+    again = extract_to_csv(m, tmp_path / "features.csv", progress=False)
+    assert again.n_cached == 3 and _parts(tmp_path) == names
+    assert ((tmp_path / "features.csv").read_bytes(), (tmp_path / "features_qc.csv").read_bytes()) == first
+
+
+def test_interrupted_run_leaves_no_output_and_resumes(cohort_dir, tmp_path, monkeypatch):
+    """A run killed after the first patient: complete parts only, no tables; the re-run does the rest."""
+    import mibgkit.cohort as cohort
+
+    m = read_manifest(cohort_dir / "data_manifest.csv")
+    clean = tmp_path / "clean"
+    cohort.extract_to_csv(m, clean / "features.csv", progress=False)
+
+    real, calls = cohort.extract_patient, []
+
+    def dies_on_second(row, **kw):
+        calls.append(row["patient_id"])
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # as Ctrl-C (or a kill) would stop it
+        return real(row, **kw)
+
+    out = tmp_path / "run" / "features.csv"
+    monkeypatch.setattr(cohort, "extract_patient", dies_on_second)
+    with pytest.raises(KeyboardInterrupt):
+        cohort.extract_to_csv(m, out, progress=False)
+    assert not out.exists() and not cohort.qc_path_for(out).exists()
+    assert [n.split("-")[0] for n in _parts(out.parent)] == ["P01"]  # complete parts only, no temporaries
+
+    calls.clear()
+    monkeypatch.setattr(cohort, "extract_patient", lambda row, **kw: calls.append(row["patient_id"]) or real(row, **kw))
+    run = cohort.extract_to_csv(m, out, progress=False)
+    assert calls == ["P02", "P03"] and run.n_cached == 1
+    assert out.read_bytes() == (clean / "features.csv").read_bytes()
+    assert cohort.qc_path_for(out).read_bytes() == (clean / "features_qc.csv").read_bytes()
+
+
+def test_killed_while_writing_a_part_leaves_no_half_written_file(cohort_dir, tmp_path):
+    """SIGKILL inside the atomic rename of the second part: the re-run finds one part and finishes."""
+    import subprocess
+    import sys
+    import textwrap
+
+    out = tmp_path / "features.csv"
+    script = textwrap.dedent(f"""
+        import os, signal
+        import mibgkit.outputs as outputs
+        from mibgkit.cohort import extract_to_csv
+        from mibgkit.manifest import read_manifest
+        real, n = os.replace, []
+        def replace(src, dst):
+            n.append(dst)
+            if len(n) == 2:
+                os.kill(os.getpid(), signal.SIGKILL)
+            real(src, dst)
+        outputs.os.replace = replace
+        extract_to_csv(read_manifest({str(cohort_dir / "data_manifest.csv")!r}), {str(out)!r}, progress=False)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
+    assert proc.returncode != 0 and not out.exists()
+    left = sorted((tmp_path / "features.parts").iterdir())
+    assert [p.name.split("-")[0] for p in left if not p.name.startswith(".")] == ["P01"]
+    assert all(len(p.read_text().splitlines()) == 2 for p in left if not p.name.startswith("."))
+    from mibgkit.cohort import extract_to_csv
+
+    run = extract_to_csv(read_manifest(cohort_dir / "data_manifest.csv"), out, progress=False)
+    assert run.n_cached == 1 and len(_parts(tmp_path)) == 3  # the killed run's temporary is gone
+    assert list(pd.read_csv(out).patient_id) == ["P01", "P02"]
+
+
+def test_changed_input_or_parameters_recompute_only_what_changed(cohort_dir, tmp_path):
+    import shutil
+
+    from mibgkit.cohort import extract_to_csv
+
+    root = tmp_path / "cohort"
+    shutil.copytree(cohort_dir, root)
+    m = read_manifest(root / "data_manifest.csv")
+    out = tmp_path / "features.csv"
+    extract_to_csv(m, out, progress=False)
+    markups = root / "patients" / "P02" / "spheres.mrk.json"
+    markups.write_text(markups.read_text().replace("90.0", "70.0"))  # move P02's liver sphere into the liver
+    run = extract_to_csv(read_manifest(root / "data_manifest.csv"), out, progress=False)
+    assert [o["patient_id"] for o in run.outcomes if not o["cached"]] == ["P02"]
+    assert run.tables()[1].set_index("patient_id").at["P02", "status"] == "ok"
+    run = extract_to_csv(m, out, mtv_method="adaptive", progress=False)
+    assert run.n_cached == 0 and len(_parts(tmp_path)) == 3 + 1 + 3
+
+
+def test_unexpected_error_is_recorded_retried_and_not_cached(cohort_dir, tmp_path, monkeypatch):
+    import mibgkit.cohort as cohort
+
+    m = read_manifest(cohort_dir / "data_manifest.csv")
+    real = cohort.extract_patient
+
+    def flaky(row, **kw):
+        if row["patient_id"] == "P01":
+            raise MemoryError("worker ran out of memory")
+        return real(row, **kw)
+
+    monkeypatch.setattr(cohort, "extract_patient", flaky)
+    features, qc = cohort.extract_cohort(m, progress=False, parts_dir=tmp_path / "parts")
+    q = qc.set_index("patient_id")
+    assert q.at["P01", "status"] == "error" and q.at["P01", "error_type"] == "UnexpectedError"
+    assert "MemoryError" in q.at["P01", "message"] and list(features.index) == ["P02"]
+    assert not any(p.name.startswith("P01") for p in (tmp_path / "parts").iterdir())
+    monkeypatch.setattr(cohort, "extract_patient", real)
+    features, _ = cohort.extract_cohort(m, progress=False, parts_dir=tmp_path / "parts")
+    assert list(features.index) == ["P01", "P02"]

@@ -73,6 +73,9 @@ def _complete_cases(df: pd.DataFrame, columns: Sequence[str], context: str) -> p
                 f"{context}: column {col!r} is not numeric (dtype {sub[col].dtype}); "
                 "encode categories as 0/1 indicators or ordered integers first"
             )
+    empty = [c for c in sub.columns if sub[c].isna().all()]
+    if empty:
+        raise StatisticsError(f"{context}: {', '.join(repr(c) for c in empty)} has no value for any patient")
     keep = sub.notna().all(axis=1)
     dropped = int((~keep).sum())
     if dropped:
