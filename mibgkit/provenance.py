@@ -105,10 +105,14 @@ def provenance_table(
     folders) are summarised by a single digest and a file count.
     """
     rows = [("mibgkit version", __version__), ("mibgkit commit", git_commit())]
+    hashed = []
     for k, v in (parameters or {}).items():
         if isinstance(v, (str, os.PathLike)) and (os.sep in str(v) or "/" in str(v)):
+            if Path(v).is_file():
+                hashed.append((f"SHA-256 of {relative_name(v, base)}", sha256_file(v)))
             v = relative_name(v, base)
         rows.append((f"parameter: {k}", "" if v is None else str(v)))
+    rows.extend(hashed)
     inputs = list(inputs)
     if inputs:
         digest, table = inputs_digest(inputs, base)

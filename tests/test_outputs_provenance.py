@@ -51,4 +51,5 @@ def test_provenance_shows_no_absolute_paths(tmp_path):
     assert items["parameter: manifest"] == "data_manifest.csv"
     assert items["input files"].startswith("1 files") and len(items["input digest (SHA-256)"]) == 64
     assert "version: numpy" in items and "mibgkit commit" in items
+    assert len(items["SHA-256 of data_manifest.csv"]) == 64
     assert relative_name("/somewhere/else/x.csv", tmp_path) == "x.csv"
