@@ -33,7 +33,8 @@ def main() -> None:
     finally:
         if args.out is None:
             shutil.rmtree(out, ignore_errors=True)
-    print(f"synth: {args.n} patients in {seconds:.1f} s ({seconds / args.n:.2f} s/patient), {size_mb:.0f} MB written")
+    print(f"synth: {args.n} patients in {seconds:.1f} s ({seconds / args.n:.2f} s/patient), {size_mb:.0f} MB written "
+          f"({size_mb / args.n:.1f} MB/patient)")
 
 
 if __name__ == "__main__":

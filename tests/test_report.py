@@ -16,11 +16,26 @@ from mibgkit.report import NOTEBOOKS, ReportError, default_notebooks_dir, run_re
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _tree_digest(root: Path) -> dict[str, tuple[int, str]]:
+    """Every file under ``root``: size, SHA-256 and modification time."""
+    from mibgkit.provenance import sha256_file
+
+    return {f.relative_to(root).as_posix(): (f.stat().st_mtime_ns, sha256_file(f))
+            for f in sorted(root.rglob("*")) if f.is_file()}
+
+
 @pytest.fixture(scope="session")
 def rendered(default_cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("reports")
+    before = _tree_digest(default_cohort)
     assert main(["report", "--manifest", str(default_cohort / "data_manifest.csv"), "--out", str(out), "-q"]) == 0
+    out.joinpath("inputs-unchanged").write_text(str(before == _tree_digest(default_cohort)))
     return out
+
+
+def test_no_input_file_is_modified(rendered):
+    """A full run (extraction, every notebook) leaves every input file's bytes and mtime as they were."""
+    assert (rendered / "inputs-unchanged").read_text() == "True"
 
 
 def test_notebooks_are_committed_clean_with_a_parameters_cell():

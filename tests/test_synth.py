@@ -33,7 +33,7 @@ def test_apportion_keeps_study_counts_and_scales():
 
 
 def test_design_reproduces_table1_counts_for_n50():
-    d = design_cohort(50, np.random.default_rng(1))
+    d = design_cohort(50, np.random.default_rng(1), search=False)
     vc = lambda c: d[c].value_counts().to_dict()  # noqa: E731
     assert vc("sex") == {"M": 25, "F": 25}
     assert vc("primary_site") == {"abdomen": 39, "mediastinum": 7, "pelvis": 4}
@@ -58,7 +58,28 @@ def test_design_reproduces_table1_counts_for_n50():
     assert (d.asp_high[ev].sum(), d.asp_high[~ev].sum()) == (7, 4)
     assert ((d.target_tmax_lmax >= TMAX_LMAX_CUTOFF) == (d.tl_high == 1)).all()
     assert ((d.target_asp >= ASP_CUTOFF) == (d.asp_high == 1)).all()
-    assert d.efs_days.min() >= 76 and d.efs_days.max() <= 2252
+    assert d.efs_days.min() == 76 and d.efs_days.max() == 2252
+    # One event in a GNB, so that histology's hazard ratio is finite.
+    assert ((d.histology == "GNB") & ev).sum() == 1
+    # Targets are ordered so that the published split is Youden's optimum, with room to spare.
+    assert clinical.youden_robust(d.target_tmax_lmax, d.tl_high, d.efs_event, clinical._TL_REALISED, True)
+    assert clinical.youden_robust(d.target_asp, d.asp_high, d.efs_event, clinical._ASP_REALISED, False)
+
+
+def test_youden_robust_is_roc_cutoffs_rule():
+    from mibgkit.stats import roc_cutoff
+
+    rng = np.random.default_rng(4)
+    for _ in range(200):
+        x = rng.normal(size=30)
+        e = (rng.random(30) < 0.3).astype(int)
+        if e.sum() in (0, 30):
+            continue
+        cut = np.sort(x)[rng.integers(5, 25)]
+        high = (x >= cut).astype(int)
+        r = roc_cutoff(x, e)
+        best = r["cutoff"] == cut and r["n_optimal"] == 1
+        assert clinical.youden_robust(x, high, e, 0.0, False) == best
 
 
 def test_design_scales_and_birth_dates_match_ages():
@@ -209,19 +230,59 @@ def test_default_cohort_outcome_and_table1(study_cohort):
     assert int(d.efs_event.sum()) == 11
     assert d.event_type.value_counts().to_dict() == {"none": 39, "death": 7, "relapse": 2, "progression": 2}
     months = d.efs_days / 30.4375
-    assert months.min() >= 2.5 and months.max() <= 74
+    assert (round(months.min(), 1), round(months.max(), 1)) == (2.5, 74.0)  # as published
     assert 38 <= months[d.efs_event == 0].median() <= 46
     assert (d.bone_marrow_metastasis == "yes").sum() == 17
 
 
-def test_default_cohort_shows_table2_pattern(study_cohort):
-    lifelines = pytest.importorskip("lifelines")
-    d = study_cohort.copy()
-    d["bone_marrow_metastasis"] = (d.bone_marrow_metastasis == "yes").astype(float)
-    d["max_diameter_mm"] = d.max_diameter_mm.astype(float)
-    p = {}
-    for col in clinical.TABLE2_SIGNIFICANT + clinical.TABLE2_NOT_SIGNIFICANT:
-        df = d[["efs_days", "efs_event", col]].astype(float)
-        p[col] = lifelines.CoxPHFitter().fit(df, "efs_days", "efs_event").summary.loc[col, "p"]
-    assert all(p[c] < 0.05 for c in clinical.TABLE2_SIGNIFICANT), p
-    assert all(p[c] > 0.05 for c in clinical.TABLE2_NOT_SIGNIFICANT), p
+@pytest.fixture(scope="module")
+def study_covariates(study_cohort):
+    from mibgkit.variables import covariates
+
+    return covariates(study_cohort)
+
+
+def test_default_cohort_youden_optima_are_table3(study_covariates):
+    """The paper found its cut-offs as Youden optima: so does the twin, with the same tables."""
+    from mibgkit.stats import roc_cutoff
+
+    x = study_covariates
+    for col, cut, expected in (("tmax_lmax", TMAX_LMAX_CUTOFF, (6, 5, 4, 35)),
+                               ("asphericity", ASP_CUTOFF, (7, 4, 4, 35))):
+        r = roc_cutoff(x[col], x.efs_event)
+        assert (r["tp"], r["fn"], r["fp"], r["tn"]) == expected, (col, r["cutoff"])
+        assert r["n_optimal"] == 1
+        assert r["cutoff"] == x[col][x[col] >= cut].min()  # the split at the published cut-off
+
+
+def test_default_cohort_shows_table2_univariate_pattern(study_covariates):
+    from mibgkit.stats import cox_univariate
+    from mibgkit.variables import TABLE2_VARIABLES
+
+    x = study_covariates
+    names = [v.name for v in TABLE2_VARIABLES]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uni = cox_univariate(x, "efs_days", "efs_event", names, errors="warn")
+    significant = {n for n in names if uni.at[n, "p"] < 0.05}
+    assert significant == {"bone_marrow_metastasis", "tmax_lmax", "tmax_lmean", "asphericity", "curie_score",
+                           "idrf_number"}, uni.p.round(4).to_dict()
+    # Histology: events in both groups (finite HR, NB higher), not significant, as published.
+    assert np.isfinite(uni.at["histology", "hr"]) and uni.at["histology", "hr"] > 1
+    # Age group: older children tend to do worse (published HR 3.87, p .084).
+    assert uni.at["age_group", "hr"] > 2
+
+
+def test_default_cohort_stepwise_selects_the_published_model(study_covariates):
+    from mibgkit.stats import cox_forward_stepwise, cox_univariate
+    from mibgkit.variables import TABLE2_VARIABLES
+
+    x = study_covariates
+    names = [v.name for v in TABLE2_VARIABLES]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        uni = cox_univariate(x, "efs_days", "efs_event", names, errors="warn")
+        candidates = [n for n in names if uni.at[n, "p"] <= 0.05]
+        step = cox_forward_stepwise(x, "efs_days", "efs_event", candidates)
+    assert set(step.selected) == {"bone_marrow_metastasis", "tmax_lmax", "asphericity"}, step.steps
+    assert (step.table.p < 0.05).all()

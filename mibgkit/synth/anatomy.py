@@ -338,11 +338,14 @@ def ct_numbers(labels: np.ndarray, rng: np.random.Generator, *, noise_hu: float 
     table = np.full(256, -1000.0, np.float32)
     for name, hu in _HU.items():
         table[TISSUES[name]] = hu
-    hu = table[labels]
-    hu += rng.standard_normal(labels.shape, dtype=np.float32) * np.float32(noise_hu)
-    body = labels != TISSUES["air"]
-    hu[~body] = -1000.0 + rng.standard_normal(int((~body).sum()), dtype=np.float32) * 6.0
-    return np.clip(np.rint(hu), -1024, 3071).astype(np.int16)
+    sd = np.full(256, noise_hu, np.float32)
+    sd[TISSUES["air"]] = 6.0  # outside the body: the reconstruction's smoother background
+    noise = rng.standard_normal(labels.shape, dtype=np.float32)
+    noise *= sd[labels]
+    noise += table[labels]
+    np.rint(noise, out=noise)
+    np.clip(noise, -1024, 3071, out=noise)
+    return noise.astype(np.int16)
 
 
 def reference_centres(body: Body, tumour_points_mm: np.ndarray | None = None, *,

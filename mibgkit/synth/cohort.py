@@ -23,7 +23,8 @@ imaging pipeline, measuring the generated data, lands in the target band:
 3. *Check*: the written volume and ROI are measured once more with
    :func:`mibgkit.features.image_features` (after :func:`mibgkit.features.roi_on_grid`), exactly as
    ``mibgkit extract`` measures the files; for the calibrated design (default seed, n = 50) the
-   confusion counts at the published cut-offs are asserted.
+   confusion counts at the published cut-offs, and that those splits are the Youden optima, are
+   asserted.
 
 Geometry conventions: LPS, mm; arrays in numpy order (z, y, x); spacing and origin in SimpleITK
 order (x, y, z).
@@ -63,10 +64,11 @@ CLINICAL_FIELDS = clinical.CLINICAL_COLUMNS + clinical.IDENTITY_COLUMNS
 SPECT_MATRIX = 128
 SPECT_PIXEL_MM = 2.996875  # 4.795 / 1.6
 
-#: CT reconstruction: 256 × 256 at one of these pixel sizes (mm; FOV / 256), slice intervals (mm).
+#: Low-dose attenuation-correction CT: 256 × 256 at one of these pixel sizes (mm; FOV / 256), 5 mm
+#: slices over the SPECT axial field of view.
 CT_MATRIX = 256
 CT_PIXELS_MM = (1.3671875, 1.5234375, 1.640625, 1.7578125)
-CT_SLICES_MM = (5.0, 4.0, 3.0)
+CT_SLICE_MM = 5.0
 
 _TILE = 16  # Poisson noise is drawn in 16³ tiles, each from its own seeded stream.
 _ASP_TOL = 0.03  # accepted |ASP - target|
@@ -119,7 +121,7 @@ def _site_centre(rng: np.random.Generator, body: anatomy.Body, site: str, radius
 
 def _exam_grids(rng: np.random.Generator, body: anatomy.Body, tumour_centre: np.ndarray, reach: float,
                 must_cover: list[np.ndarray]) -> tuple[Grid, Grid]:
-    """SPECT grid (128 × 128 × n, ~3 mm) and CT grid (256 × 256, 1.4–1.8 mm, 3–5 mm slices)."""
+    """SPECT grid (128 × 128 × n, ~3 mm) and CT grid (256 × 256, 1.4–1.8 mm, 5 mm slices over the SPECT FOV)."""
     sp = SPECT_PIXEL_MM
     nz = SPECT_MATRIX
     lo = min([tumour_centre[2] - reach] + [p[2] - 25.0 for p in must_cover]) - 20.0
@@ -135,9 +137,9 @@ def _exam_grids(rng: np.random.Generator, body: anatomy.Body, tumour_centre: np.
 
     width = 2.0 * body.outline[:, 1].max() + 60.0
     ct_px = next((p for p in CT_PIXELS_MM if p * CT_MATRIX >= width), CT_PIXELS_MM[-1])
-    ct_dz = float(rng.choice(CT_SLICES_MM, p=[0.65, 0.25, 0.10]))
-    z_lo = spect.origin[2] - rng.uniform(0.0, 15.0)
-    z_hi = spect.origin[2] + extent + rng.uniform(0.0, 15.0)
+    ct_dz = CT_SLICE_MM
+    z_lo = spect.origin[2] - rng.uniform(0.0, 2.5)
+    z_hi = spect.origin[2] + extent + rng.uniform(0.0, 2.5)
     n_ct = int(math.ceil((z_hi - z_lo) / ct_dz)) + 1
     half_ct = (CT_MATRIX - 1) / 2.0 * ct_px
     # Table centre, not the patient: the CT grid is centred on the bore (x) and the table (y).
@@ -715,8 +717,9 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
     workers : int, optional
         Worker processes (default: up to 2, one per CPU). The output does not depend on it.
     check : bool, optional
-        Assert the published confusion counts at the Table 3 cut-offs, as measured by the pipeline
-        on the generated data. Default: only for the calibrated design (``n = 50``, default seed).
+        Assert the published confusion counts at the Table 3 cut-offs, and that these splits are
+        the Youden optima, as measured by the pipeline on the generated data. Default: only for
+        the calibrated design (``n = 50``, default seed).
 
     Returns
     -------
@@ -744,6 +747,7 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
     manifest_path = out / "data_manifest.csv"
     clinical_path = out / "clinical.csv"
     tallies = {"tl": np.zeros((2, 2), int), "asp": np.zeros((2, 2), int)}
+    measured: dict[str, list[float]] = {"tl": [], "asp": [], "event": []}
     with open(manifest_path, "w", newline="", encoding="utf-8") as fm, \
             open(clinical_path, "w", newline="", encoding="utf-8") as fc:
         wm = csv.writer(fm, lineterminator="\n")
@@ -757,6 +761,10 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
             ev = int(res.manifest["efs_event"])
             tallies["tl"][ev, int(res.measured["tmax_lmax"] >= TMAX_LMAX_CUTOFF)] += 1
             tallies["asp"][ev, int(res.measured["asphericity"] >= ASP_CUTOFF)] += 1
+            if check:
+                measured["tl"].append(float(res.measured["tmax_lmax"]))
+                measured["asp"].append(float(res.measured["asphericity"]))
+                measured["event"].append(ev)
     if check:
         expected = {"tl": np.array([[35, 4], [5, 6]]), "asp": np.array([[35, 4], [4, 7]])}
         for key, exp in expected.items():
@@ -765,4 +773,9 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
                     f"measured confusion counts for {'Tmax/Lmax' if key == 'tl' else 'ASP'} "
                     f"(rows event 0/1, columns below/above cut-off) {tallies[key].tolist()} "
                     f"differ from Table 3 {exp.tolist()}")
+        # The published cut-offs were Youden optima: the measured split must be the optimum too.
+        for key, cut, name in (("tl", TMAX_LMAX_CUTOFF, "Tmax/Lmax"), ("asp", ASP_CUTOFF, "ASP")):
+            values = np.asarray(measured[key])
+            if not clinical.youden_robust(values, values >= cut, measured["event"], 0.0, False):
+                raise CalibrationError(f"the Youden-optimal {name} cut-off, as measured, is not the split at {cut}")
     return manifest_path
