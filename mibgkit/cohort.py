@@ -182,12 +182,13 @@ def extract_part(
     try:
         feat = extract_patient(row, mtv_method=parameters["mtv_method"], mtv_params=parameters["mtv_params"],
                                native_shape=parameters["native_shape"])
-        w = feat.get("qc_warnings", "")
+        w = _without_base(feat.get("qc_warnings", ""), base_path)
+        feat["qc_warnings"] = w
         qc = {"status": "warning" if w else "ok", "error_type": "", "file": "", "message": w}
     except MibgkitError as e:
         feat = {"patient_id": pid}
         qc = {"status": "error", "error_type": type(e).__name__, "file": _relative(e.path, base_path),
-              "message": e.reason}
+              "message": _without_base(e.reason, base_path)}
     except Exception as e:  # a bug or an environment fault: record it, carry on, retry on a re-run
         keep = False
         feat = {"patient_id": pid}
@@ -205,9 +206,14 @@ def extract_part(
             "part": None, "record": text}
 
 
+def _without_base(text: str, base: Path) -> str:
+    """``text`` with the manifest folder's absolute path removed (QC tables show relative paths)."""
+    return text.replace(str(base) + os.sep, "").replace(str(base), ".") if text else text
+
+
 def _unexpected(exc: BaseException, base: Path) -> dict:
     """QC cells for a failure that is not a :class:`MibgkitError` (never cached: a re-run retries)."""
-    message = f"{type(exc).__name__}: {exc}".replace(str(base) + os.sep, "")
+    message = _without_base(f"{type(exc).__name__}: {exc}", base)
     return {"status": "error", "error_type": "UnexpectedError", "file": "", "message": message}
 
 

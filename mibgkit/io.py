@@ -623,7 +623,7 @@ def _check_skipped_files(folder: Path, listed, patient) -> None:
             continue
         if _find_damaged_file([str(entry)]) is not None:
             raise InputError("DICOM file cannot be read (truncated or corrupt?); it was left out of the "
-                             f"series in folder {folder}", patient=patient, path=entry)
+                             f"series in folder {folder.name}", patient=patient, path=entry)
 
 
 def _find_damaged_file(files) -> str | None:

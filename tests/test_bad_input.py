@@ -321,3 +321,16 @@ def test_constant_or_all_missing_covariate():
         cox_univariate(d, "t", "e", ["c"])
     with pytest.raises(StatisticsError, match="'m' has no value for any patient"):
         cox_univariate(d, "t", "e", ["m"])
+
+
+def test_qc_messages_carry_no_machine_path(cohort):
+    """Whatever a reader says, the QC table names files relative to the manifest's folder."""
+    folder = bad_dir(cohort) / "ct"
+    write_ct_series(np.zeros((6, 16, 16), np.int16), folder, spacing=(2.0, 2.0, 3.0), origin=(0, 0, 0),
+                    identity={"PatientID": "A"})
+    victim = sorted(folder.iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:-200])  # a damaged slice inside the series
+    m = pd.read_csv(cohort / "data_manifest.csv")
+    m.loc[m.patient_id == "BAD01", "spect"] = "patients/BAD01/ct"
+    bad = expect_error(cohort, "patients/BAD01/ct", manifest_rows=m.to_dict("records"))
+    assert str(cohort) not in bad["message"] and str(cohort) not in bad["file"]
