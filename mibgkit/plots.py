@@ -102,7 +102,7 @@ def forest_plot(table: pd.DataFrame, *, published: pd.DataFrame | None = None, l
     ax.set_xlabel("hazard ratio (95 % CI, log scale)")
     if title:
         ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=9)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16 if len(names) > 4 else -0.3), ncol=2, fontsize=9)
     return ax
 
 

@@ -73,12 +73,15 @@ def cox_side_by_side(ours: pd.DataFrame, published: pd.DataFrame, labels: Mappin
 
 
 def highlight_disagreement(df: pd.DataFrame, column: str = "agrees"):
-    """A pandas Styler that shades rows where ``column`` is False."""
+    """A pandas Styler that shades rows where ``column`` is False and shows it as ✓ / differs."""
+    shown = df.copy()
+    shown[column] = shown[column].map({True: "✓", False: "differs"})
+
     def shade(row):
-        bad = not bool(row[column])
+        bad = row[column] == "differs"
         return ["background-color: #fde2d4" if bad else "" for _ in row]
 
-    return df.style.apply(shade, axis=1)
+    return shown.style.apply(shade, axis=1)
 
 
 def compare_counts(ours: Mapping[str, float], published: Mapping[str, float]) -> pd.DataFrame:
