@@ -77,7 +77,7 @@ def _cmd_report(args) -> int:
     import time
 
     from .cohort import cached_features
-    from .manifest import read_manifest
+    from .manifest import cohort_table, read_clinical, read_manifest
     from .report import run_report
 
     timings = []
@@ -93,6 +93,8 @@ def _cmd_report(args) -> int:
     out = Path(args.out)
     t0 = time.perf_counter()
     m = read_manifest(manifest)
+    # The clinical table and the manifest must agree before any notebook runs.
+    cohort_table(m, read_clinical(params.get("clinical") or Path(m.attrs["manifest"]).parent / "clinical.csv"))
     mtv_params = {"fraction": params["mtv_fraction"]} if params.get("mtv_fraction") is not None else {}
     cached_features(m, out / "_work", mtv_method=params.get("mtv_method", "roi"), mtv_params=mtv_params,
                     progress=not args.quiet)

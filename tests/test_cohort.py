@@ -247,3 +247,15 @@ def test_unexpected_error_is_recorded_retried_and_not_cached(cohort_dir, tmp_pat
     monkeypatch.setattr(cohort, "extract_patient", real)
     features, _ = cohort.extract_cohort(m, progress=False, parts_dir=tmp_path / "parts")
     assert list(features.index) == ["P01", "P02"]
+
+
+def test_report_refuses_a_cohort_whose_clinical_table_disagrees(cohort_dir, tmp_path, capsys):
+    """`mibgkit report` checks manifest and clinical table before running any notebook."""
+    import shutil
+
+    root = tmp_path / "c"
+    shutil.copytree(cohort_dir, root)
+    pd.DataFrame({"patient_id": ["P01", "P02"], "sex": ["M", "F"]}).to_csv(root / "clinical.csv", index=False)
+    assert main(["report", "--manifest", str(root / "data_manifest.csv"), "--out", str(tmp_path / "r"), "-q"]) == 2
+    assert "only in manifest: P03" in capsys.readouterr().err
+    assert not (tmp_path / "r" / "00_data_qc.html").exists()
