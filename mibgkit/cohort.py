@@ -15,6 +15,7 @@ the other in this process by default, or on a Dask cluster (:mod:`mibgkit.cluste
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -104,7 +105,8 @@ def patient_key(row: Mapping, parameters: Mapping) -> str:
     str
         32 hex digits: BLAKE2b over the bytes of the SPECT (every file of a DICOM folder), ROI,
         markups and organ-segmentation files, the manifest fields extraction reads (patient ID, segment name or label,
-        sphere-centre columns), the parameters and the mibgkit version. Paths do not enter: a
+        sphere-centre columns), the parameters, the mibgkit version and the extraction code itself
+        (:func:`extraction_code_digest`). Paths do not enter: a
         cohort moved to another folder keeps its keys.
 
     Raises
@@ -119,8 +121,23 @@ def patient_key(row: Mapping, parameters: Mapping) -> str:
         if row.get(role):
             inputs += _input_digests(role, row[role])
     blob = json.dumps({"row": {k: _plain(row.get(k)) for k in _ROW_FIELDS}, "inputs": inputs,
-                       "parameters": parameters, "version": __version__}, sort_keys=True, default=str)
+                       "parameters": parameters, "version": __version__, "code": extraction_code_digest()},
+                      sort_keys=True, default=str)
     return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
+
+
+#: The modules whose code decides a patient's feature row (a change to any of them invalidates parts).
+EXTRACTION_MODULES = ("io", "slicer", "voi", "segment", "shape", "features", "cohort")
+
+
+@functools.lru_cache(maxsize=1)
+def extraction_code_digest() -> str:
+    """BLAKE2b of the source of :data:`EXTRACTION_MODULES`: cached results never outlive the code."""
+    h = hashlib.blake2b(digest_size=16)
+    here = Path(__file__).resolve().parent
+    for name in EXTRACTION_MODULES:
+        h.update(name.encode() + b"\0" + (here / f"{name}.py").read_bytes())
+    return h.hexdigest()
 
 
 def part_name(patient_id: str, key: str) -> str:
@@ -487,7 +504,8 @@ class Cohort:
 
     ``table`` joins outcome, clinical variables and features by ``patient_id`` (patients whose
     extraction failed keep NaN features); ``covariates`` codes it as Cox covariates
-    (:func:`mibgkit.variables.covariates`); ``base`` is the manifest's folder.
+    (:func:`mibgkit.variables.covariates`); ``base`` is the manifest's folder and
+    ``clinical_path`` the clinical table actually read.
     """
 
     manifest: pd.DataFrame
@@ -497,6 +515,7 @@ class Cohort:
     table: pd.DataFrame
     covariates: pd.DataFrame
     base: Path
+    clinical_path: Path
 
 
 def load_cohort(
@@ -515,7 +534,8 @@ def load_cohort(
 
     m = read_manifest(manifest)
     base = Path(m.attrs["manifest"]).parent
-    c = read_clinical(clinical if clinical else base / "clinical.csv")
+    clinical_path = Path(clinical).resolve() if clinical else base / "clinical.csv"
+    c = read_clinical(clinical_path)
     features, qc = cached_features(m, workdir, mtv_method=mtv_method, mtv_params=mtv_params, progress=progress)
     table = cohort_table(m, c, features)
-    return Cohort(m, c, features, qc, table, covariates(table), base)
+    return Cohort(m, c, features, qc, table, covariates(table), base, clinical_path)

@@ -59,6 +59,21 @@ def _inside_fov(image: sitk.Image, points_mm: np.ndarray, reference: sitk.Image)
     return np.all((idx > -0.5) & (idx < size - 0.5), axis=1)
 
 
+def _all_voxels_inside(arr_kji: np.ndarray, roi: sitk.Image, reference: sitk.Image) -> bool:
+    """Whether the centre of every non-zero ROI voxel lies inside ``reference``'s voxel grid.
+
+    Checked voxel by voxel (vectorised): on an oblique grid the corners of the index bounding box
+    may lie outside while no voxel does.
+    """
+    k, j, i = np.nonzero(arr_kji)
+    a_r, o_r = _affine(roi)
+    a_s, o_s = _affine(reference)
+    ijk = np.stack([i, j, k]).astype(float)
+    on_ref = np.linalg.solve(a_s, a_r @ ijk + (o_r - o_s)[:, None])
+    size = np.asarray(reference.GetSize(), float)[:, None]
+    return bool(np.all((on_ref > -0.5) & (on_ref < size - 0.5)))
+
+
 def _nonzero_box(arr_kji: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """Inclusive index bounds ``(lo, hi)`` (SimpleITK order i, j, k) of the non-zero voxels, or None."""
     bounds = []
@@ -145,6 +160,7 @@ def roi_box_on_grid(
     margin_vox: Sequence[int] = (0, 0, 0),
     patient=None,
     path=None,
+    what: str = "tumour ROI",
 ) -> tuple[sitk.Image, tuple[int, int, int]]:
     """The ROI as a uint8 0/1 mask on the box of ``reference``'s grid that holds it.
 
@@ -161,6 +177,8 @@ def roi_box_on_grid(
         Extra voxels on each side of the box (for a search region around the ROI).
     patient, path
         Named in errors.
+    what : str
+        What the mask is, as messages name it (``"tumour ROI"``, ``"organ 'liver'"``).
 
     Returns
     -------
@@ -185,7 +203,7 @@ def roi_box_on_grid(
     arr = sitk.GetArrayViewFromImage(roi)
     box = _nonzero_box(arr)
     if box is None:
-        raise SegmentationError("the tumour ROI is empty", patient=patient, path=path)
+        raise SegmentationError(f"the {what} is empty", patient=patient, path=path)
     lo, hi = box
     size = np.asarray(reference.GetSize())
     margin = np.asarray(margin_vox, int)
@@ -203,15 +221,13 @@ def roi_box_on_grid(
         k, j, i = (a[::max(1, a.size // 500)] for a in nz)
         pts = np.array([roi.TransformIndexToPhysicalPoint((int(a), int(b), int(c))) for a, b, c in zip(i, j, k)])
         if not _inside_fov(roi, pts, reference).any():
-            raise GeometryError("the tumour ROI lies outside the SPECT field of view", patient=patient, path=path)
+            raise GeometryError(f"the {what} lies outside the SPECT field of view", patient=patient, path=path)
         raise SegmentationError(
-            "the tumour ROI is empty after resampling onto the SPECT grid (it is thinner than a SPECT voxel)",
+            f"the {what} is empty after resampling onto the SPECT grid (it is thinner than a SPECT voxel)",
             patient=patient, path=path,
         )
-    corners = np.array([roi.TransformIndexToPhysicalPoint((int(x), int(y), int(z)))
-                        for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-    if not _inside_fov(roi, corners, reference).all():
-        warnings.warn("part of the tumour ROI lies outside the SPECT field of view", QCWarning, stacklevel=2)
+    if not _all_voxels_inside(arr, roi, reference):
+        warnings.warn(f"part of the {what} lies outside the SPECT field of view", QCWarning, stacklevel=2)
     # Tighten to the sampled voxels, then grow by the margin (clamped to the grid).
     s_lo, s_hi = _nonzero_box(sampled)
     s_lo, s_hi = s_lo + c_lo, s_hi + c_lo
@@ -225,7 +241,8 @@ def roi_box_on_grid(
     return _sub_image(out, reference, b_lo), tuple(int(v) for v in b_lo)
 
 
-def roi_on_grid(roi: sitk.Image, reference: sitk.Image, *, patient=None, path=None) -> sitk.Image:
+def roi_on_grid(roi: sitk.Image, reference: sitk.Image, *, patient=None, path=None,
+                what: str = "tumour ROI") -> sitk.Image:
     """The ROI (non-zero inside) as a uint8 0/1 mask on ``reference``'s grid.
 
     Nearest-neighbour resampling in physical space (see :func:`roi_box_on_grid`, which does the
@@ -236,7 +253,7 @@ def roi_on_grid(roi: sitk.Image, reference: sitk.Image, *, patient=None, path=No
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", QCWarning)
-        box, start = roi_box_on_grid(roi, reference, patient=patient, path=path)
+        box, start = roi_box_on_grid(roi, reference, patient=patient, path=path, what=what)
     for w in caught:
         warnings.warn(w.message, w.category, stacklevel=2)
     full = np.zeros(tuple(reference.GetSize())[::-1], np.uint8)
@@ -401,7 +418,9 @@ def load_organs(row: Mapping, spect: sitk.Image, *, patient=None) -> dict[str, s
     """Organ masks on the SPECT grid, by sphere name, from the row's ``organs`` segmentation.
 
     Segments are matched by exact name (:data:`ORGAN_SEGMENTS`); a sphere without a matching
-    segment is not checked. ``None`` when the row has no organ segmentation.
+    segment is not checked. An organ that is empty or outside the SPECT field of view is a
+    :class:`QCWarning` (that sphere is then not checked), not an error: the check is optional.
+    ``None`` when the row has no organ segmentation.
     """
     path = row.get("organs")
     if not path:
@@ -411,8 +430,12 @@ def load_organs(row: Mapping, spect: sitk.Image, *, patient=None) -> dict[str, s
     for sphere, candidates in ORGAN_SEGMENTS.items():
         for name in candidates:
             if name in names:
-                organ = slicer.read_segmentation(path, segment=name, patient=patient)
-                masks[sphere] = roi_on_grid(organ, spect, patient=patient, path=path)
+                try:
+                    organ = slicer.read_segmentation(path, segment=name, patient=patient)
+                    masks[sphere] = roi_on_grid(organ, spect, patient=patient, path=path, what=f"organ {name!r}")
+                except (GeometryError, SegmentationError) as e:  # the check is optional: say so, go on
+                    warnings.warn(f"{e.reason}; the {sphere} sphere is not checked against it", QCWarning,
+                                  stacklevel=2)
                 break
     return masks
 

@@ -595,18 +595,23 @@ def _slice_position_orientation(h) -> tuple[np.ndarray | None, np.ndarray | None
 
 
 def _describe_series(folder: Path, series_id: str) -> str:
+    """A series as an error message may name it: modality, series number, file count, a file name.
+
+    Never the Series Instance UID or the free-text Series Description: both can identify a patient
+    and the message may reach a QC table.
+    """
     files = sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_id)
     label = ""
     if files:
         try:
-            h = pydicom.dcmread(files[0], stop_before_pixels=True,
-                                specific_tags=["Modality", "SeriesDescription", "SeriesNumber"])
-            label = " ".join(str(v) for v in (h.get("Modality"), h.get("SeriesNumber"),
-                                              h.get("SeriesDescription")) if v not in (None, ""))
+            h = pydicom.dcmread(files[0], stop_before_pixels=True, specific_tags=["Modality", "SeriesNumber"])
+            parts = [str(h.get("Modality") or ""), f"series number {h.get('SeriesNumber')}"
+                     if h.get("SeriesNumber") not in (None, "") else ""]
+            label = ", ".join(p for p in parts if p)
         except Exception:
             label = ""
-    label = f" {label!r}" if label else ""
-    return f"{series_id}{label} ({len(files)} files, e.g. {Path(files[0]).name if files else '-'})"
+    label = label or "series"
+    return f"{label} ({len(files)} files, e.g. {Path(files[0]).name if files else '-'})"
 
 
 def _check_skipped_files(folder: Path, listed, patient) -> None:

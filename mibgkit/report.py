@@ -50,12 +50,35 @@ def default_notebooks_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def render_html(notebook_path: str | os.PathLike) -> str:
-    """HTML of an executed notebook without code cells or prompts."""
+def _scrub(text: str, roots: list[str]) -> str:
+    """``text`` with each of ``roots`` (absolute folders) replaced by ``…``, longest first."""
+    for root in sorted({r for r in roots if r and len(r) > 1}, key=len, reverse=True):
+        text = text.replace(root, "…")
+    return text
+
+
+def render_html(notebook_path: str | os.PathLike, *, hide_paths: list[str] | None = None) -> str:
+    """HTML of an executed notebook without code cells or prompts.
+
+    Error outputs are reduced to the exception's name and message (no traceback), and every folder
+    in ``hide_paths`` (plus the Python installation, the mibgkit checkout and the home folder) is
+    replaced by ``…`` in error and stream outputs, so a failed report shows no machine paths.
+    """
+    import sys
+
     import nbformat
     from nbconvert import HTMLExporter
 
+    roots = [*(hide_paths or []), sys.prefix, sys.base_prefix, str(Path(__file__).resolve().parents[1]),
+             str(Path.home())]
     nb = nbformat.read(notebook_path, as_version=4)
+    for cell in nb.cells:
+        for i, out in enumerate(cell.get("outputs", [])):
+            if out.get("output_type") == "error":
+                text = _scrub(f"{out.get('ename', 'Error')}: {out.get('evalue', '')}", roots)
+                cell.outputs[i] = nbformat.v4.new_output("stream", name="stderr", text=text + "\n")
+            elif out.get("output_type") == "stream":
+                out["text"] = _scrub(out.get("text", ""), roots)
     exporter = HTMLExporter(template_name="lab")
     exporter.exclude_input = True
     exporter.exclude_input_prompt = True
@@ -117,6 +140,7 @@ def run_report(
     nb_dir = Path(notebooks_dir or default_notebooks_dir()).resolve()
     params = {"manifest": str(Path(manifest).resolve()), "workdir": str(out / "_work"),
               "tables_dir": str(out / "tables"), **dict(parameters or {})}
+    hide = [str(Path(manifest).resolve().parent), str(out), str(nb_dir)]
     runs: list[NotebookRun] = []
     for name, title in NOTEBOOKS:
         if only and name not in only:
@@ -132,7 +156,7 @@ def run_report(
             pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(nb_dir), progress_bar=False,
                                 kernel_name="python3", log_output=False)
         except pm.PapermillExecutionError as e:
-            write_text(out / f"{name}.failed.html", render_html(dst))
+            write_text(out / f"{name}.failed.html", render_html(dst, hide_paths=hide))
             runs.append(NotebookRun(name, title, "failed", time.perf_counter() - t0, f"{name}.failed.html"))
             write_text(out / "index.html", _index_html(runs, "mibgkit reports"))
             raise ReportError(
@@ -140,7 +164,7 @@ def run_report(
                 f"(partial report: {name}.failed.html; the previous {name}.html is kept)",
                 path=src,
             ) from None
-        write_text(out / f"{name}.html", render_html(dst))
+        write_text(out / f"{name}.html", render_html(dst, hide_paths=hide))
         (out / f"{name}.failed.html").unlink(missing_ok=True)
         runs.append(NotebookRun(name, title, "ok", time.perf_counter() - t0, f"{name}.html"))
     write_text(out / "index.html", _index_html(runs, "mibgkit reports"))

@@ -128,6 +128,11 @@ def mtv_mask(
         if not 0 < f < 1:
             raise ValueError(f"threshold fraction must be in (0, 1), got {f}")
         seed = np.unravel_index(np.argmax(np.where(r, v, -np.inf)), r.shape)
+        if not v[seed] >= thr:
+            raise SegmentationError(
+                f"{method} threshold {thr:g} is not below Tmax {tmax:g} (background {bg:g}): the ROI is not "
+                "hotter than its surroundings, so there is no MTV to threshold"
+            )
         comp = _component_with(region & (v >= thr), seed)
         out = np.zeros(roi_arr.shape, np.uint8)
         out[crop] = comp

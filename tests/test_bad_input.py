@@ -272,6 +272,16 @@ def test_sphere_extending_outside_the_liver(cohort):
     assert 0.5 < features.at["BAD01", "liver_fraction_in_organ"] < 1.0
 
 
+def test_organ_outside_the_field_of_view_is_a_warning_not_an_error(cohort):
+    far = roi_image(centre=(900.0, 0.0, 0.0))
+    write_segmentation(bad_dir(cohort) / "organs.seg.nrrd", {"liver": far})
+    m = pd.read_csv(cohort / "data_manifest.csv")
+    m["organs"] = ""
+    m.loc[m.patient_id == "BAD01", "organs"] = "patients/BAD01/organs.seg.nrrd"
+    m.to_csv(cohort / "data_manifest.csv", index=False)
+    expect_warning(cohort, "organ 'liver' lies outside the SPECT field of view", "not checked")
+
+
 def test_sphere_entirely_outside_the_image(cohort):
     write_markups(bad_dir(cohort) / "spheres.mrk.json", {**CENTRES, "muscle_left": (900.0, 0.0, 0.0)})
     expect_error(cohort, "", "muscle_left", "outside the image")

@@ -259,3 +259,17 @@ def test_report_refuses_a_cohort_whose_clinical_table_disagrees(cohort_dir, tmp_
     assert main(["report", "--manifest", str(root / "data_manifest.csv"), "--out", str(tmp_path / "r"), "-q"]) == 2
     assert "only in manifest: P03" in capsys.readouterr().err
     assert not (tmp_path / "r" / "00_data_qc.html").exists()
+
+
+def test_resume_key_changes_with_the_extraction_code(monkeypatch):
+    """A part computed by other code is never reused: the key covers the extraction modules' source."""
+    from mibgkit import cohort as c
+
+    row = {"patient_id": "P1"}
+    before = c.patient_key(row, {"mtv_method": "roi"})
+    c.extraction_code_digest.cache_clear()
+    monkeypatch.setattr(c, "EXTRACTION_MODULES", c.EXTRACTION_MODULES[:-1])
+    try:
+        assert c.patient_key(row, {"mtv_method": "roi"}) != before
+    finally:
+        c.extraction_code_digest.cache_clear()

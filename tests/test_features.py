@@ -131,3 +131,24 @@ def test_roi_partly_outside_the_fov_warns():
     roi = ball(ct, np.array([58.0, 30.0, 30.0]), 8.0)  # straddles x = 58.5 mm, the SPECT edge
     with pytest.warns(QCWarning, match="outside the SPECT field of view"):
         roi_on_grid(roi, spect)
+
+
+def test_oblique_roi_fully_inside_does_not_warn():
+    """On a 45°-rotated ROI grid the corners of the index box leave the FOV while no voxel does."""
+    import math
+    import warnings as _w
+
+    spect = grid((13, 13, 13), (3.0, 3.0, 3.0), origin=(-18.0, -18.0, -18.0))  # FOV ±19.5 mm
+    roi = grid((40, 60, 60), (1.0, 1.0, 1.0), dtype=np.uint8)
+    c, s = math.cos(math.pi / 4), math.sin(math.pi / 4)
+    roi.SetDirection((c, -s, 0, s, c, 0, 0, 0, 1))
+    roi.SetOrigin((0.0, -42.0, -20.0))
+    ball_mask = ball(roi, np.array([0.0, 0.0, 0.0]), 15.0)  # every voxel within 15 mm: inside the FOV
+    nz = np.argwhere(sitk.GetArrayViewFromImage(ball_mask))
+    lo, hi = nz.min(0)[::-1], nz.max(0)[::-1]
+    corner = np.array(ball_mask.TransformIndexToPhysicalPoint(tuple(int(v) for v in (hi[0], hi[1], lo[2]))))
+    assert np.abs(corner).max() > 19.5  # ... while a corner of its index box is not
+    with _w.catch_warnings():
+        _w.simplefilter("error", QCWarning)
+        out = roi_on_grid(ball_mask, spect)
+    assert sitk.GetArrayViewFromImage(out).sum() > 0

@@ -135,10 +135,12 @@ def test_a_failing_notebook_stops_the_run_and_keeps_the_previous_report(default_
                progress=False)
     good = (out / "04_roc_cutoffs.html").read_text()
     nb = nbformat.read(nbdir / "04_roc_cutoffs.ipynb", as_version=4)
-    nb.cells.insert(5, nbformat.v4.new_code_cell("raise ValueError('planted failure')"))
+    nb.cells.insert(5, nbformat.v4.new_code_cell(f"raise ValueError('planted failure in {default_cohort}')"))
     nbformat.write(nb, nbdir / "04_roc_cutoffs.ipynb")
     with pytest.raises(ReportError, match="04_roc_cutoffs failed in cell .*ValueError: planted failure"):
         run_report(default_cohort / "data_manifest.csv", out_dir=out, notebooks_dir=nbdir, only=["04_roc_cutoffs"],
                    progress=False)
     assert (out / "04_roc_cutoffs.html").read_text() == good
-    assert "planted failure" in (out / "04_roc_cutoffs.failed.html").read_text()
+    failed = (out / "04_roc_cutoffs.failed.html").read_text()
+    assert "planted failure" in failed
+    assert str(default_cohort) not in failed and str(REPO) not in failed and "Traceback" not in failed

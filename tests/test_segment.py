@@ -84,3 +84,13 @@ def test_errors():
         mtv_mask(img, other)
     with pytest.raises(ValueError, match="unknown MTV method"):
         mtv_mask(img, roi, "otsu")
+
+
+def test_threshold_above_tmax_is_an_error_not_the_complement():
+    """A cold ROI (background ≥ Tmax) has no MTV: say so instead of returning everything below it."""
+    img, roi, _ = phantom(bg=10.0, hot=110.0)
+    with pytest.raises(SegmentationError, match="not below Tmax"):
+        mtv_mask(img, roi, "adaptive", background=200.0)
+    cold, roi2, _ = phantom(bg=50.0, hot=20.0)
+    with pytest.raises(SegmentationError, match="not hotter than its surroundings"):
+        mtv_mask(cold, roi2, "adaptive")
