@@ -526,6 +526,9 @@ def extract_patient(
             out = _feature_row(tumour, mtv, ref, mtv_method)
         clock.restart()
         extra = [str(w.message) for w in caught if issubclass(w.category, QCWarning)]
+        for w in caught:  # anything else (numpy, SimpleITK) is passed on, not swallowed
+            if not issubclass(w.category, QCWarning):
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if extra:
             out["qc_warnings"] = "; ".join(filter(None, [out["qc_warnings"], *extra]))
         if native_shape:
