@@ -97,6 +97,10 @@ def test_no_identity_and_no_machine_paths_in_any_output(rendered, default_cohort
 def test_table3_and_table1_counts_equal_the_paper(rendered):
     t3 = pd.read_csv(rendered / "tables" / "table3_at_paper_cutoffs.csv")
     assert len(t3) == 8 and t3["equal"].all(), t3
+    roc = pd.read_csv(rendered / "tables" / "table3_roc.csv").set_index(["variable", "source"])
+    for marker in ("Tmax/Lmax", "ASP"):  # this run's Youden optimum gives the paper's 2×2 table too
+        cells = ["TP", "FN", "FP", "TN"]
+        assert roc.loc[(marker, "this run"), cells].tolist() == roc.loc[(marker, "paper"), cells].tolist(), marker
     t1 = pd.read_csv(rendered / "tables" / "table1.csv", keep_default_na=False)
     categorical = t1[(t1.level != "") & (t1.paper != "")]
     assert len(categorical) >= 30
