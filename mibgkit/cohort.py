@@ -46,7 +46,7 @@ _ROW_FIELDS = ("patient_id", "roi_segment", "roi_label",
                *(f"{s}_{a}_mm" for s in SPHERES for a in "xyz"))
 
 #: File endings whose voxel data may live in a second file beside the header.
-_DETACHED_HEADERS = (".nhdr", ".mhd")
+_DETACHED_HEADERS = (".nhdr", ".mhd", ".hdr")
 
 
 def _relative(path: str | None, base: Path) -> str:
@@ -70,6 +70,26 @@ def _file_digest(path: Path) -> str:
         return hashlib.file_digest(fh, "blake2b").hexdigest()
 
 
+def _detached_data_files(header: Path) -> list[Path]:
+    """Files a detached header points to: NRRD ``data file:`` / MetaImage ``ElementDataFile``, and
+    files beside it with the same stem (Analyze ``.hdr``/``.img``)."""
+    named: list[Path] = []
+    try:
+        text = header.read_bytes()[:65536].decode("latin-1")
+    except OSError:
+        text = ""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":" if header.suffix.lower() == ".nhdr" else "=")
+        key = key.strip().lower()
+        if sep and key in ("data file", "datafile", "elementdatafile"):
+            value = value.strip()
+            if value and value.upper() not in ("LOCAL", "LIST") and "%" not in value:
+                named.append((header.parent / value).resolve())
+    stem = header.name.rsplit(".", 1)[0]
+    named += [q for q in header.parent.glob(stem + ".*") if q != header]
+    return sorted({q for q in named if q.is_file()})
+
+
 def _input_digests(role: str, path) -> list[list[str]]:
     """``[role, name, digest]`` for every file behind one manifest path (a folder: each file in it)."""
     p = Path(path)
@@ -78,8 +98,7 @@ def _input_digests(role: str, path) -> list[list[str]]:
         return [[role, q.relative_to(p).as_posix(), _file_digest(q)] for q in files]
     files = [p]
     if p.name.lower().endswith(_DETACHED_HEADERS):
-        stem = p.name.rsplit(".", 1)[0]
-        files += sorted(q for q in p.parent.glob(stem + ".*") if q != p and q.is_file())
+        files += _detached_data_files(p)
     return [[role, q.name, _file_digest(q)] for q in files]
 
 

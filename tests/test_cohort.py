@@ -273,3 +273,24 @@ def test_resume_key_changes_with_the_extraction_code(monkeypatch):
         assert c.patient_key(row, {"mtv_method": "roi"}) != before
     finally:
         c.extraction_code_digest.cache_clear()
+
+
+def test_resume_key_follows_a_detached_data_file(tmp_path):
+    """An .nhdr whose data file has another name: changing that file's bytes changes the key."""
+    import SimpleITK as sitk
+
+    from mibgkit.cohort import patient_key
+
+    img = sitk.Image(4, 4, 4, sitk.sitkUInt8)
+    sitk.WriteImage(img, str(tmp_path / "roi.nhdr"))
+    raw = [f for f in tmp_path.iterdir() if f.name != "roi.nhdr"]
+    assert len(raw) == 1
+    renamed = tmp_path / "voxels.bin"
+    raw[0].rename(renamed)
+    header = (tmp_path / "roi.nhdr").read_text()
+    (tmp_path / "roi.nhdr").write_text("\n".join(
+        f"data file: {renamed.name}" if line.startswith("data file:") else line for line in header.splitlines()) + "\n")
+    row = {"patient_id": "P1", "roi": str(tmp_path / "roi.nhdr")}
+    before = patient_key(row, {})
+    renamed.write_bytes(renamed.read_bytes()[:-1] + b"\x01")
+    assert patient_key(row, {}) != before
