@@ -7,9 +7,7 @@ data with monotone likelihood, as shipped with coxphf).
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,14 +17,9 @@ from numpy.testing import assert_allclose
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import cox_univariate
 from mibgkit.stats.assumptions import events_per_variable, firth_cox, ph_test, separation
+from reference_data import DATA, golden
 
-REF = Path(__file__).parent / "reference"
-GOLDEN = json.loads((REF / "golden_robustness.json").read_text())
-DATA = {
-    "rossi": (pd.read_csv(REF / "rossi.csv"), "week", "arrest"),
-    "cohort60": (pd.read_csv(REF / "cohort60.csv"), "time", "event"),
-    "breast": (pd.read_csv(REF / "breast.csv"), "TIME", "CENS"),
-}
+GOLDEN = golden("golden_robustness.json")
 
 
 def _list(v):

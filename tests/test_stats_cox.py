@@ -8,9 +8,7 @@ stepwise.csv: seeded, from make_data.py).
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,14 +20,9 @@ from numpy.testing import assert_allclose
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import cox_forward_stepwise, cox_univariate, km_mean, logrank
 from mibgkit.stats import cox
+from reference_data import DATA, golden
 
-REF = Path(__file__).parent / "reference"
-GOLDEN = json.loads((REF / "golden.json").read_text())
-DATA = {
-    "rossi": (pd.read_csv(REF / "rossi.csv"), "week", "arrest"),
-    "cohort60": (pd.read_csv(REF / "cohort60.csv"), "time", "event"),
-    "stepwise": (pd.read_csv(REF / "stepwise.csv"), "time", "event"),
-}
+GOLDEN = golden("golden.json")
 STEP_CANDIDATES = {"stepwise": ["z", "x2", "x3", "noise"], "rossi": ["fin", "age", "prio", "race", "wexp"]}
 
 # the agreement target is 1e-4 relative for Cox; we hold a tighter one

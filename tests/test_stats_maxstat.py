@@ -7,8 +7,6 @@ from make_data.py).
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -16,13 +14,9 @@ from numpy.testing import assert_allclose
 
 from mibgkit.errors import StatisticsError
 from mibgkit.stats import maxstat_cutoff
+from reference_data import DATA, golden
 
-REF = Path(__file__).parent / "reference"
-GOLDEN = json.loads((REF / "golden.json").read_text())
-DATA = {
-    "rossi": (pd.read_csv(REF / "rossi.csv"), "week", "arrest"),
-    "cohort60": (pd.read_csv(REF / "cohort60.csv"), "time", "event"),
-}
+GOLDEN = golden("golden.json")
 
 
 # ----------------------------------------------------------------------------- maxstat vs R

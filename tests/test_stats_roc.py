@@ -5,8 +5,6 @@ Golden values: tests/reference/golden.json (``roc``), from tests/reference/make_
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,10 +15,10 @@ from numpy.testing import assert_allclose
 
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import auc_delong, clopper_pearson, confusion_at, roc_curve, roc_cutoff
+from reference_data import DATA as REFERENCE_DATA, golden
 
-REF = Path(__file__).parent / "reference"
-GOLDEN = json.loads((REF / "golden.json").read_text())
-DATA = {"rossi": pd.read_csv(REF / "rossi.csv"), "cohort60": pd.read_csv(REF / "cohort60.csv")}
+GOLDEN = golden("golden.json")
+DATA = {k: v[0] for k, v in REFERENCE_DATA.items() if k in ("rossi", "cohort60")}
 
 
 @pytest.mark.parametrize("ref", GOLDEN["roc"], ids=lambda r: f"{r['dataset']}-{r['score']}-{r['positive']}")

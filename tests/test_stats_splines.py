@@ -6,8 +6,6 @@ Golden values: tests/reference/golden_robustness.json (make_golden_robustness.R)
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -16,13 +14,9 @@ from numpy.testing import assert_allclose
 
 from mibgkit.errors import StatisticsError
 from mibgkit.stats.splines import cox_spline, hr_per_iqr, rcs_basis, rcs_knots
+from reference_data import DATA, golden
 
-REF = Path(__file__).parent / "reference"
-GOLDEN = json.loads((REF / "golden_robustness.json").read_text())
-DATA = {
-    "rossi": (pd.read_csv(REF / "rossi.csv"), "week", "arrest"),
-    "cohort60": (pd.read_csv(REF / "cohort60.csv"), "time", "event"),
-}
+GOLDEN = golden("golden_robustness.json")
 
 
 @pytest.mark.parametrize("ref", GOLDEN["rcs_knots"], ids=lambda r: f"{r['dataset']}-{r['covariate']}-{r['n_knots']}")

@@ -7,9 +7,7 @@ Golden values: tests/reference/golden_robustness.json (make_golden_robustness.R)
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -19,14 +17,9 @@ from numpy.testing import assert_allclose
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import cox_forward_stepwise, cox_univariate, roc_cutoff
 from mibgkit.stats.validation import bootstrap_cutoff, bootstrap_optimism, select_model
+from reference_data import DATA, golden
 
-REF = Path(__file__).parent / "reference"
-GOLDEN = json.loads((REF / "golden_robustness.json").read_text())
-DATA = {
-    "rossi": (pd.read_csv(REF / "rossi.csv"), "week", "arrest"),
-    "cohort60": (pd.read_csv(REF / "cohort60.csv"), "time", "event"),
-    "stepwise": (pd.read_csv(REF / "stepwise.csv"), "time", "event"),
-}
+GOLDEN = golden("golden_robustness.json")
 
 
 def _paper_like(seed: int, n: int = 50) -> tuple[pd.DataFrame, list[str]]:
