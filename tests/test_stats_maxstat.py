@@ -8,7 +8,6 @@ from make_data.py).
 from __future__ import annotations
 
 
-import pandas as pd
 import pytest
 from numpy.testing import assert_allclose
 
