@@ -127,7 +127,7 @@ def main(argv=None) -> int:
     cohort = Path(args.cohort or Path("work") / "bench" / f"profile-n{args.n}-s{args.seed}")
     manifest = cohort / "data_manifest.csv"
     if not manifest.is_file():
-        from mibgkit.synth.cohort import generate_cohort
+        from mibgkit.synth.generate import generate_cohort
 
         t0 = time.perf_counter()
         generate_cohort(cohort, n=args.n, seed=args.seed, progress=True)

@@ -55,7 +55,7 @@ def _rss_mb() -> float:
 
 
 def _warm_worker() -> bool:
-    import mibgkit.cohort  # noqa: F401  (imports SimpleITK, pydicom, scikit-image... once)
+    import mibgkit.extraction  # noqa: F401  (imports SimpleITK, pydicom, scikit-image... once)
 
     return True
 
@@ -63,7 +63,7 @@ def _warm_worker() -> bool:
 def _cohort(folder: Path, unique: int, seed: int) -> Path:
     manifest = folder / "data_manifest.csv"
     if not manifest.is_file():
-        from mibgkit.synth.cohort import generate_cohort
+        from mibgkit.synth.generate import generate_cohort
 
         t0 = time.perf_counter()
         generate_cohort(folder, n=unique, seed=seed, progress=True)
@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     counts = args.workers or sorted({1, 2, cores})
 
     from mibgkit.cluster import dask_client
-    from mibgkit.cohort import run_extraction
+    from mibgkit.extraction import extract
     from mibgkit.manifest import read_manifest
 
     folder = Path(args.cohort or Path("work") / "bench" / f"scale-u{unique}-s{args.seed}")
@@ -112,7 +112,7 @@ def main(argv=None) -> int:
             sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)  # one core, as one worker has
             rss0 = _rss_mb()
             t0 = time.perf_counter()
-            run = run_extraction(manifest, parts_dir=scratch / "serial.parts", progress=False)
+            run = extract(manifest, parts_dir=scratch / "serial.parts", progress=False)
             wall = time.perf_counter() - t0
             results.append({"run": "serial", "workers": 1, "startup_s": 0.0, "wall_s": wall,
                             "errors": run.n_errors, "worker_peak_mb": _peak_rss_mb(),
@@ -124,7 +124,7 @@ def main(argv=None) -> int:
                 startup = time.perf_counter() - t0
                 rss0 = _rss_mb()
                 t1 = time.perf_counter()
-                run = run_extraction(manifest, parts_dir=scratch / f"dask{n}.parts", progress=False,
+                run = extract(manifest, parts_dir=scratch / f"dask{n}.parts", progress=False,
                                      scheduler=client.scheduler.address)
                 wall = time.perf_counter() - t1
                 peaks = client.run(_peak_rss_mb)

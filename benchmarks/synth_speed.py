@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from mibgkit.synth.clinical import DEFAULT_SEED
-from mibgkit.synth.cohort import generate_cohort
+from mibgkit.synth.generate import generate_cohort
 
 
 def main() -> None:

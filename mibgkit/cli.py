@@ -20,10 +20,10 @@ from .errors import MibgkitError
 
 
 def _cmd_shape(args) -> int:
+    from .rois import read_roi
     from .shape import shape_features
-    from .slicer import read_segmentation
 
-    mask = read_segmentation(args.mask, segment=args.segment, label=args.label)
+    mask = read_roi(args.mask, segment=args.segment, label=args.label)
     feats = shape_features(mask)
     if args.json:
         print(json.dumps({k: (float(v) if isinstance(v, float) else v) for k, v in feats.items()}, indent=2))
@@ -35,7 +35,7 @@ def _cmd_shape(args) -> int:
 
 
 def _cmd_extract(args) -> int:
-    from .cohort import extract_to_csv, parts_dir_for, qc_path_for
+    from .extraction import extract, parts_dir_for, qc_path_for
     from .manifest import read_manifest
 
     manifest = read_manifest(args.manifest)
@@ -45,8 +45,8 @@ def _cmd_extract(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise MibgkitError(f"--workers must be at least 1, got {args.workers}")
     out = Path(args.output)
-    run = extract_to_csv(manifest, out, mtv_method=args.mtv_method, mtv_params=params, progress=not args.quiet,
-                         workers=args.workers, scheduler=args.scheduler)
+    run = extract(manifest, out, mtv_method=args.mtv_method, mtv_params=params, progress=not args.quiet,
+                  workers=args.workers, scheduler=args.scheduler)
     features, qc = run.tables()
     bad = qc[qc.status == "error"]
     resumed = f" ({run.n_cached} reused from {parts_dir_for(out)})" if run.n_cached else ""
@@ -64,7 +64,7 @@ DEFAULT_SYNTHETIC = Path("work") / "synthetic"
 def _cmd_synth(args) -> int:
     import time
 
-    from .synth.cohort import DEFAULT_SEED, generate_cohort
+    from .synth.generate import DEFAULT_SEED, generate_cohort
 
     t0 = time.perf_counter()
     manifest = generate_cohort(args.out, n=args.n, seed=DEFAULT_SEED if args.seed is None else args.seed,
@@ -76,15 +76,14 @@ def _cmd_synth(args) -> int:
 def _cmd_report(args) -> int:
     import time
 
-    from .cohort import cached_features
-    from .manifest import cohort_table, read_clinical, read_manifest
+    from .cohort import load_cohort
     from .report import run_report
 
     timings = []
     params = json.loads(Path(args.params).read_text()) if args.params else {}
     manifest = Path(args.manifest) if args.manifest else DEFAULT_SYNTHETIC / "data_manifest.csv"
     if args.manifest is None and not manifest.is_file():
-        from .synth.cohort import DEFAULT_SEED, generate_cohort
+        from .synth.generate import DEFAULT_SEED, generate_cohort
 
         t0 = time.perf_counter()
         print(f"[report] building the synthetic cohort in {DEFAULT_SYNTHETIC} ...", file=sys.stderr, flush=True)
@@ -92,12 +91,10 @@ def _cmd_report(args) -> int:
         timings.append(("synthetic cohort", time.perf_counter() - t0))
     out = Path(args.out)
     t0 = time.perf_counter()
-    m = read_manifest(manifest)
-    # The clinical table and the manifest must agree before any notebook runs.
-    cohort_table(m, read_clinical(params.get("clinical") or Path(m.attrs["manifest"]).parent / "clinical.csv"))
+    # Manifest and clinical table are validated, and the features extracted, before any notebook runs.
     mtv_params = {"fraction": params["mtv_fraction"]} if params.get("mtv_fraction") is not None else {}
-    cached_features(m, out / "_work", mtv_method=params.get("mtv_method", "roi"), mtv_params=mtv_params,
-                    progress=not args.quiet)
+    load_cohort(manifest, clinical=params.get("clinical"), workdir=out / "_work",
+                mtv_method=params.get("mtv_method", "roi"), mtv_params=mtv_params, progress=not args.quiet)
     timings.append(("feature extraction (or cache)", time.perf_counter() - t0))
     runs = run_report(manifest, out_dir=out, parameters=params, progress=not args.quiet)
     timings.extend((f"notebook {r.name}", r.seconds) for r in runs.itertuples())

@@ -1,6 +1,6 @@
 """Run independent tasks on a Dask cluster: a local one started here, or an existing one.
 
-Batch extraction (:func:`mibgkit.cohort.run_extraction`) hands each patient to
+Batch extraction (:func:`mibgkit.extraction.extract`) hands each patient to
 :func:`map_unordered`, which keeps a bounded number of tasks in flight and yields results as they
 finish, so the memory of the client stays flat however many patients there are and each result
 can be written to disk as it arrives.

@@ -1,470 +1,45 @@
-"""Batch extraction over a manifest: one feature row per patient and a QC/error table beside it.
+"""The analysis cohort: manifest, clinical table and image features, read and joined once.
 
-A failing patient does not stop the batch: its error (patient, file, what is wrong) goes into the
-QC table and the run carries on.
-
-Results stream to disk as each patient finishes: one small CSV part per patient,
-``<features>.parts/<patient>-<key>.csv``, written atomically, where ``key`` is a digest of the
-patient's input files (their bytes), the manifest fields extraction reads and the extraction
-parameters. A re-run (after an interruption, or with more patients) reads the parts it finds and
-computes only the rest; the features and QC tables are then assembled from the parts in manifest
-order, so a resumed, a serial and a distributed run write the same bytes. Patients run one after
-the other in this process by default, or on a Dask cluster (:mod:`mibgkit.cluster`).
+:func:`load_cohort` is what ``mibgkit report`` and every notebook call: it validates the manifest
+and the clinical table (:mod:`mibgkit.manifest`), extracts or reuses the features
+(:func:`mibgkit.extraction.extract`, cached per patient), and joins them into one analysis table
+whose Cox coding is :func:`mibgkit.variables.covariates`.
 """
 
 from __future__ import annotations
 
-import csv
-import functools
 import hashlib
-import io
-import json
-import math
 import os
-import re
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 import pandas as pd
-from tqdm.auto import tqdm
 
-from .errors import MibgkitError
-from .features import FEATURE_COLUMNS, SPHERES, extract_patient
+from .errors import ManifestError
+from .extraction import extract, qc_path_for, read_features
 
-QC_COLUMNS = ("patient_id", "status", "error_type", "file", "message")
-
-#: QC columns as a part file stores them beside the feature columns.
-_PART_QC = {"status": "qc_status", "error_type": "qc_error_type", "file": "qc_file", "message": "qc_message"}
-
-#: Manifest path columns whose files extraction reads (the CT is only displayed, never measured).
-INPUT_ROLES = ("spect", "roi", "markups", "organs")
-
-#: Manifest fields (other than file paths) that change what extraction computes.
-_ROW_FIELDS = ("patient_id", "roi_segment", "roi_label",
-               *(f"{s}_{a}_mm" for s in SPHERES for a in "xyz"))
-
-#: File endings whose voxel data may live in a second file beside the header.
-_DETACHED_HEADERS = (".nhdr", ".mhd", ".hdr")
+__all__ = ["Cohort", "load_cohort", "analysis_table", "cached_features"]
 
 
-def _relative(path: str | None, base: Path) -> str:
-    """A path as reports show it: relative to the manifest's folder, never the machine's layout."""
-    if not path:
-        return ""
-    p = Path(path)
-    try:
-        return p.resolve().relative_to(base).as_posix()
-    except ValueError:
-        return p.name
+def analysis_table(manifest: pd.DataFrame, clinical: pd.DataFrame, features: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One analysis table: outcome from the manifest, clinical variables, and image features.
 
-
-# --------------------------------------------------------------------------------------------
-# one patient: key, extraction, part file
-# --------------------------------------------------------------------------------------------
-
-
-def _file_digest(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "blake2b").hexdigest()
-
-
-def _detached_data_files(header: Path) -> list[Path]:
-    """Files a detached header points to: NRRD ``data file:`` / MetaImage ``ElementDataFile``, and
-    files beside it with the same stem (Analyze ``.hdr``/``.img``)."""
-    named: list[Path] = []
-    try:
-        text = header.read_bytes()[:65536].decode("latin-1")
-    except OSError:
-        text = ""
-    for line in text.splitlines():
-        key, sep, value = line.partition(":" if header.suffix.lower() == ".nhdr" else "=")
-        key = key.strip().lower()
-        if sep and key in ("data file", "datafile", "elementdatafile"):
-            value = value.strip()
-            if value and value.upper() not in ("LOCAL", "LIST") and "%" not in value:
-                named.append((header.parent / value).resolve())
-    stem = header.name.rsplit(".", 1)[0]
-    named += [q for q in header.parent.glob(stem + ".*") if q != header]
-    return sorted({q for q in named if q.is_file()})
-
-
-def _input_digests(role: str, path) -> list[list[str]]:
-    """``[role, name, digest]`` for every file behind one manifest path (a folder: each file in it)."""
-    p = Path(path)
-    if p.is_dir():
-        files = sorted(q for q in p.rglob("*") if q.is_file())
-        return [[role, q.relative_to(p).as_posix(), _file_digest(q)] for q in files]
-    files = [p]
-    if p.name.lower().endswith(_DETACHED_HEADERS):
-        files += _detached_data_files(p)
-    return [[role, q.name, _file_digest(q)] for q in files]
-
-
-def _plain(value):
-    """A manifest value as JSON can hold it (NaN and pandas NA become None)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-        return None
-    return value.item() if hasattr(value, "item") else value
-
-
-def patient_key(row: Mapping, parameters: Mapping) -> str:
-    """Digest of everything one patient's features depend on.
-
-    Parameters
-    ----------
-    row : mapping
-        Manifest row with absolute paths (see :func:`mibgkit.manifest.read_manifest`).
-    parameters : mapping
-        Extraction parameters (MTV method and parameters, native shape), JSON-serialisable.
-
-    Returns
-    -------
-    str
-        32 hex digits: BLAKE2b over the bytes of the SPECT (every file of a DICOM folder), ROI,
-        markups and organ-segmentation files, the manifest fields extraction reads (patient ID, segment name or label,
-        sphere-centre columns), the parameters, the mibgkit version and the extraction code itself
-        (:func:`extraction_code_digest`). Paths do not enter: a
-        cohort moved to another folder keeps its keys.
-
-    Raises
-    ------
-    OSError
-        An input file is missing or unreadable (extraction then reports it).
+    Patients must match between manifest and clinical table (error listing the differences);
+    patients whose extraction failed keep NaN features.
     """
-    from . import __version__
-
-    inputs = []
-    for role in INPUT_ROLES:
-        if row.get(role):
-            inputs += _input_digests(role, row[role])
-    blob = json.dumps({"row": {k: _plain(row.get(k)) for k in _ROW_FIELDS}, "inputs": inputs,
-                       "parameters": parameters, "version": __version__, "code": extraction_code_digest()},
-                      sort_keys=True, default=str)
-    return hashlib.blake2b(blob.encode(), digest_size=16).hexdigest()
-
-
-#: The modules whose code decides a patient's feature row (a change to any of them invalidates parts).
-EXTRACTION_MODULES = ("io", "slicer", "voi", "segment", "shape", "features", "cohort")
-
-
-@functools.lru_cache(maxsize=1)
-def extraction_code_digest() -> str:
-    """BLAKE2b of the source of :data:`EXTRACTION_MODULES`: cached results never outlive the code."""
-    h = hashlib.blake2b(digest_size=16)
-    here = Path(__file__).resolve().parent
-    for name in EXTRACTION_MODULES:
-        h.update(name.encode() + b"\0" + (here / f"{name}.py").read_bytes())
-    return h.hexdigest()
-
-
-def part_name(patient_id: str, key: str) -> str:
-    """File name of a patient's part: ``<patient>-<key>.csv`` (unsafe characters replaced)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", str(patient_id))[:80]
-    return f"{safe}-{key}.csv"
-
-
-def _record_csv(record: Mapping) -> str:
-    """One record as a two-line CSV, cells formatted exactly as the assembled table formats them."""
-    return pd.DataFrame([record]).to_csv(index=False, lineterminator="\n")
-
-
-def extract_part(
-    row: Mapping,
-    *,
-    base: str,
-    parts_dir: str | None,
-    parameters: Mapping,
-) -> dict:
-    """Extract one patient and store the result as its part file; reuse the part when it exists.
-
-    This is the unit of work of a batch, in this process or on a Dask worker (it takes and
-    returns plain data).
-
-    Parameters
-    ----------
-    row : mapping
-        Manifest row with absolute paths.
-    base : str
-        The manifest's folder (QC file names are written relative to it).
-    parts_dir : str or None
-        Folder of part files; None keeps the result in memory only.
-    parameters : mapping
-        ``mtv_method``, ``mtv_params``, ``native_shape`` (as :func:`extract_patient` takes them).
-
-    Returns
-    -------
-    dict
-        ``patient_id``, ``status`` (``ok``, ``warning``, ``error``), ``cached`` (the part existed),
-        ``seconds`` (time spent here), ``part`` (path of the part file, or None) and ``record``
-        (the CSV text of the result when it has no part file: no parts folder, an input that could
-        not be read for the key, or an unexpected error, which a re-run retries).
-    """
-    t0 = time.perf_counter()
-    pid = str(row["patient_id"])
-    try:
-        key = patient_key(row, parameters)
-    except OSError:
-        key = None  # a missing or unreadable input: extraction names it, nothing is cached
-    part = Path(parts_dir) / part_name(pid, key) if parts_dir and key else None
-    if part is not None and part.is_file():
-        with open(part, newline="", encoding="utf-8") as fh:
-            status = dict(zip(*csv.reader(fh)))["qc_status"]
-        return {"patient_id": pid, "status": status, "cached": True, "seconds": time.perf_counter() - t0,
-                "part": str(part), "record": None}
-    base_path = Path(base)
-    keep = True
-    try:
-        feat = extract_patient(row, mtv_method=parameters["mtv_method"], mtv_params=parameters["mtv_params"],
-                               native_shape=parameters["native_shape"])
-        w = _without_base(feat.get("qc_warnings", ""), base_path)
-        feat["qc_warnings"] = w
-        qc = {"status": "warning" if w else "ok", "error_type": "", "file": "", "message": w}
-    except MibgkitError as e:
-        feat = {"patient_id": pid}
-        qc = {"status": "error", "error_type": type(e).__name__, "file": _relative(e.path, base_path),
-              "message": _without_base(e.reason, base_path)}
-    except Exception as e:  # a bug or an environment fault: record it, carry on, retry on a re-run
-        keep = False
-        feat = {"patient_id": pid}
-        qc = _unexpected(e, base_path)
-    record = {"patient_id": pid, **{_PART_QC[k]: v for k, v in qc.items()},
-              **{k: v for k, v in feat.items() if k != "patient_id"}}
-    text = _record_csv(record)
-    if part is not None and keep:
-        from .outputs import write_text
-
-        write_text(part, text)
-        return {"patient_id": pid, "status": qc["status"], "cached": False, "seconds": time.perf_counter() - t0,
-                "part": str(part), "record": None}
-    return {"patient_id": pid, "status": qc["status"], "cached": False, "seconds": time.perf_counter() - t0,
-            "part": None, "record": text}
-
-
-def _without_base(text: str, base: Path) -> str:
-    """``text`` with the manifest folder's absolute path removed (QC tables show relative paths)."""
-    return text.replace(str(base) + os.sep, "").replace(str(base), ".") if text else text
-
-
-def _unexpected(exc: BaseException, base: Path) -> dict:
-    """QC cells for a failure that is not a :class:`MibgkitError` (never cached: a re-run retries)."""
-    message = _without_base(f"{type(exc).__name__}: {exc}", base)
-    return {"status": "error", "error_type": "UnexpectedError", "file": "", "message": message}
-
-
-def failed_part(row: Mapping, exc: BaseException, *, base: str) -> dict:
-    """The outcome of a patient whose task failed outside :func:`extract_part` (a worker died)."""
-    pid = str(row["patient_id"])
-    qc = _unexpected(exc, Path(base))
-    record = {"patient_id": pid, **{_PART_QC[k]: v for k, v in qc.items()}}
-    return {"patient_id": pid, "status": "error", "cached": False, "seconds": 0.0, "part": None,
-            "record": _record_csv(record)}
-
-
-# --------------------------------------------------------------------------------------------
-# a cohort: run every patient, assemble the tables
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Extraction:
-    """A finished batch: the assembled tables as CSV text, and what happened per patient.
-
-    ``features_csv`` and ``qc_csv`` are exactly the bytes ``mibgkit extract`` writes; ``outcomes``
-    holds one dict per patient in manifest order (see :func:`extract_part`).
-    """
-
-    features_csv: str
-    qc_csv: str
-    outcomes: list
-
-    def tables(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """``(features, qc)`` as :func:`read_features` reads them from disk."""
-        return _parse_tables(io.StringIO(self.features_csv), io.StringIO(self.qc_csv))
-
-    @property
-    def n_errors(self) -> int:
-        return sum(o["status"] == "error" for o in self.outcomes)
-
-    @property
-    def n_cached(self) -> int:
-        return sum(bool(o["cached"]) for o in self.outcomes)
-
-
-def _read_record(outcome: Mapping) -> dict[str, str]:
-    if outcome["part"] is not None:
-        with open(outcome["part"], newline="", encoding="utf-8") as fh:
-            header, values = list(csv.reader(fh))
-    else:
-        header, values = list(csv.reader(io.StringIO(outcome["record"])))
-    return dict(zip(header, values))
-
-
-def assemble(outcomes: Iterable[Mapping]) -> tuple[str, str]:
-    """Features and QC tables (CSV text) from per-patient outcomes, in the order given.
-
-    Cells are copied as their part files hold them (full-precision floats), so the tables do not
-    depend on which process computed a patient, nor on whether it was computed in this run.
-    """
-    features, qc = [], []
-    for outcome in outcomes:
-        record = _read_record(outcome)
-        q = {"patient_id": record["patient_id"], **{k: record.pop(v) for k, v in _PART_QC.items()}}
-        qc.append(q)
-        if q["status"] != "error":
-            features.append(record)
-    lead = ["patient_id", *FEATURE_COLUMNS]
-    f = pd.DataFrame(features, dtype=object) if features else pd.DataFrame(columns=lead)
-    f = f[lead + [c for c in f.columns if c not in lead]]
-    return (f.to_csv(index=False, lineterminator="\n"),
-            pd.DataFrame(qc, columns=QC_COLUMNS).to_csv(index=False, lineterminator="\n"))
-
-
-def run_extraction(
-    manifest: pd.DataFrame,
-    *,
-    parts_dir: str | os.PathLike | None,
-    mtv_method: str = "roi",
-    mtv_params: Mapping | None = None,
-    native_shape: bool = True,
-    progress: bool = True,
-    workers: int | None = None,
-    scheduler: str | None = None,
-) -> Extraction:
-    """Extract every patient of a validated manifest, streaming one part file per patient.
-
-    Parameters
-    ----------
-    manifest : DataFrame
-        From :func:`mibgkit.manifest.read_manifest` (absolute paths, ``attrs["manifest"]``).
-    parts_dir : path or None
-        Folder of the part files (created). Patients whose part exists for the same inputs and
-        parameters are not computed again. None: nothing is written, nothing reused. A run owns
-        this folder: temporaries left by a killed run are removed, so two runs must not share it
-        at the same time.
-    mtv_method, mtv_params, native_shape
-        As :func:`mibgkit.features.extract_patient` takes them.
-    progress : bool
-        Show a progress bar (patients/s and time left).
-    workers : int, optional
-        Run on a local Dask cluster of this many single-threaded worker processes.
-    scheduler : str, optional
-        Run on the existing Dask cluster at this address (``tcp://host:8786``); its workers must
-        see the input files at the manifest's paths and the parts folder at ``parts_dir``.
-
-    Returns
-    -------
-    Extraction
-        The assembled tables (in manifest order) and the per-patient outcomes.
-    """
-    base = Path(manifest.attrs.get("manifest", ".")).resolve().parent
-    parameters = {"mtv_method": mtv_method, "mtv_params": dict(mtv_params or {}), "native_shape": bool(native_shape)}
-    if parts_dir is not None:
-        Path(parts_dir).mkdir(parents=True, exist_ok=True)
-        parts_dir = str(Path(parts_dir).resolve())
-        for stale in Path(parts_dir).glob(".*.part"):  # temporaries of a run that was killed mid-write
-            stale.unlink(missing_ok=True)
-    rows = [row.to_dict() for _, row in manifest.iterrows()]
-    task = {"base": str(base), "parts_dir": parts_dir, "parameters": parameters}
-    bar = tqdm(total=len(rows), desc="extract", unit="patient", disable=not progress, smoothing=0.1)
-    done: dict[str, dict] = {}
-    try:
-        if workers is None and scheduler is None:
-            results = (extract_part(row, **task) for row in rows)
-        else:
-            from .cluster import map_unordered
-
-            results = map_unordered(extract_part, rows, task, workers=workers, scheduler=scheduler,
-                                    on_error=lambda row, exc: failed_part(row, exc, base=str(base)))
-        for outcome in results:
-            done[outcome["patient_id"]] = outcome
-            bar.update(1)
-            errors = sum(o["status"] == "error" for o in done.values())
-            if errors:
-                bar.set_postfix(errors=errors, refresh=False)
-    finally:
-        bar.close()
-    outcomes = [done[str(row["patient_id"])] for row in rows]
-    return Extraction(*assemble(outcomes), outcomes)
-
-
-def extract_cohort(
-    manifest: pd.DataFrame,
-    *,
-    mtv_method: str = "roi",
-    mtv_params: Mapping | None = None,
-    native_shape: bool = True,
-    progress: bool = True,
-    parts_dir: str | os.PathLike | None = None,
-    workers: int | None = None,
-    scheduler: str | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Features for every patient of a validated manifest (see :func:`mibgkit.manifest.read_manifest`).
-
-    Parameters
-    ----------
-    manifest : DataFrame
-        Validated manifest.
-    mtv_method, mtv_params, native_shape
-        As :func:`mibgkit.features.extract_patient` takes them.
-    progress : bool
-        Show a progress bar.
-    parts_dir, workers, scheduler
-        Where per-patient results are kept and reused, and where patients run; see
-        :func:`run_extraction`. By default: nothing kept, one patient after the other here.
-
-    Returns
-    -------
-    features : DataFrame
-        One row per successfully measured patient, indexed by ``patient_id``; SPEC §1 columns
-        first, then QC columns. Values are those of the CSV file ``mibgkit extract`` writes.
-    qc : DataFrame
-        One row per patient: ``status`` is ``ok``, ``warning`` (measured, but look at ``message``)
-        or ``error`` (not measured); ``file`` is relative to the manifest's folder.
-    """
-    run = run_extraction(manifest, parts_dir=parts_dir, mtv_method=mtv_method, mtv_params=mtv_params,
-                         native_shape=native_shape, progress=progress, workers=workers, scheduler=scheduler)
-    return run.tables()
-
-
-def parts_dir_for(features_path: str | os.PathLike) -> Path:
-    """Where the part files of a features file go: ``features.csv`` → ``features.parts/``."""
-    p = Path(features_path)
-    return p.with_name(p.stem + ".parts")
-
-
-def extract_to_csv(
-    manifest: pd.DataFrame,
-    output: str | os.PathLike,
-    **kwargs,
-) -> Extraction:
-    """Extract a cohort into ``output`` (features CSV) and its QC table, resuming from the parts.
-
-    Part files go to :func:`parts_dir_for` ``(output)``; both tables are written atomically once
-    every patient is done. ``kwargs`` are those of :func:`run_extraction` (without ``parts_dir``).
-    """
-    from .outputs import write_text
-
-    run = run_extraction(manifest, parts_dir=parts_dir_for(output), **kwargs)
-    write_text(output, run.features_csv)
-    write_text(qc_path_for(output), run.qc_csv)
-    return run
-
-
-def qc_path_for(features_path: str | os.PathLike) -> Path:
-    """Where the QC table of a features file goes: ``features.csv`` → ``features_qc.csv``."""
-    p = Path(features_path)
-    return p.with_name(p.stem + "_qc" + p.suffix)
-
-
-def extraction_inputs(manifest: pd.DataFrame) -> list[str]:
-    """The files extraction reads: manifest, and SPECT, ROI, markups and organs of every patient."""
-    files = [manifest.attrs.get("manifest")]
-    for col in INPUT_ROLES:
-        if col in manifest:
-            files.extend(p for p in manifest[col] if p)
-    return [f for f in files if f]
+    a, b = set(manifest.index), set(clinical.index)
+    if a != b:
+        only_m, only_c = sorted(a - b), sorted(b - a)
+        raise ManifestError(
+            "manifest and clinical table list different patients"
+            + (f"; only in manifest: {', '.join(only_m)}" if only_m else "")
+            + (f"; only in clinical table: {', '.join(only_c)}" if only_c else "")
+        )
+    out = manifest[["patient_id", "efs_days", "efs_event"]].join(clinical.drop(columns="patient_id"))
+    if features is not None:
+        out = out.join(features.drop(columns=[c for c in ("patient_id",) if c in features]), how="left")
+    return out
 
 
 def cached_features(
@@ -477,19 +52,19 @@ def cached_features(
     workers: int | None = None,
     scheduler: str | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """:func:`extract_cohort`, reusing previous results when inputs and parameters are unchanged.
+    """Features and QC tables of a validated manifest, reusing previous results.
 
     Per-patient results are kept as part files in ``workdir/features.parts`` (see
-    :func:`run_extraction`), so only new or changed patients are computed. The assembled tables
-    are written atomically as ``features-<key>.csv`` and ``features-<key>_qc.csv`` in ``workdir``,
-    ``key`` being a digest over the patients' keys (their inputs' bytes and the parameters) in
-    manifest order; what is returned is always read back from those files, so a first run and a
-    cached run give identical tables.
+    :func:`mibgkit.extraction.extract`), so only new or changed patients are computed. The
+    assembled tables are written atomically as ``features-<key>.csv`` and ``features-<key>_qc.csv``
+    in ``workdir``, ``key`` being a digest over the patients' keys (their inputs' bytes and the
+    parameters) in manifest order; what is returned is always read back from those files, so a
+    first run and a cached run give identical tables.
     """
     from .outputs import write_text
 
-    run = run_extraction(manifest, parts_dir=Path(workdir) / "features.parts", mtv_method=mtv_method,
-                         mtv_params=mtv_params, progress=progress, workers=workers, scheduler=scheduler)
+    run = extract(manifest, parts_dir=Path(workdir) / "features.parts", mtv_method=mtv_method,
+                  mtv_params=mtv_params, progress=progress, workers=workers, scheduler=scheduler)
     h = hashlib.sha256()
     for o in run.outcomes:
         h.update((Path(o["part"]).name if o["part"] else o["record"]).encode() + b"\0")
@@ -500,21 +75,6 @@ def cached_features(
         write_text(f_path, run.features_csv)
         write_text(q_path, run.qc_csv)
     return read_features(f_path)
-
-
-def _parse_tables(features_file, qc_file) -> tuple[pd.DataFrame, pd.DataFrame]:
-    features = pd.read_csv(features_file, dtype={"patient_id": str}, keep_default_na=False, na_values=[""],
-                           float_precision="round_trip")
-    qc = pd.read_csv(qc_file, dtype=str, keep_default_na=False)
-    features = features.set_index("patient_id", drop=False).rename_axis(None)
-    if "qc_warnings" in features:
-        features["qc_warnings"] = features["qc_warnings"].fillna("")
-    return features, qc
-
-
-def read_features(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A features table written by ``mibgkit extract`` and its QC table beside it."""
-    return _parse_tables(Path(path), qc_path_for(path))
 
 
 @dataclass
@@ -536,6 +96,12 @@ class Cohort:
     base: Path
     clinical_path: Path
 
+    def inputs(self) -> list[str]:
+        """Every file the analysis read: the extraction's inputs and the clinical table."""
+        from .extraction import extraction_inputs
+
+        return extraction_inputs(self.manifest) + [str(self.clinical_path)]
+
 
 def load_cohort(
     manifest: str | os.PathLike,
@@ -547,14 +113,19 @@ def load_cohort(
     progress: bool = False,
 ) -> Cohort:
     """Read manifest and clinical table (default ``clinical.csv`` beside the manifest), extract
-    or reuse the features, and assemble the analysis tables."""
-    from .manifest import cohort_table, read_clinical, read_manifest
+    or reuse the features, and assemble the analysis tables.
+
+    Raises :class:`~mibgkit.errors.ManifestError` before any image is read when either table is
+    invalid or they list different patients.
+    """
+    from .manifest import read_clinical, read_manifest
     from .variables import covariates
 
     m = read_manifest(manifest)
     base = Path(m.attrs["manifest"]).parent
     clinical_path = Path(clinical).resolve() if clinical else base / "clinical.csv"
     c = read_clinical(clinical_path)
+    analysis_table(m, c)  # the two tables must agree before any image is read
     features, qc = cached_features(m, workdir, mtv_method=mtv_method, mtv_params=mtv_params, progress=progress)
-    table = cohort_table(m, c, features)
+    table = analysis_table(m, c, features)
     return Cohort(m, c, features, qc, table, covariates(table), base, clinical_path)

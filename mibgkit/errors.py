@@ -65,3 +65,9 @@ class StatisticsError(MibgkitError):
 
 class QCWarning(UserWarning):
     """A measurement was made but needs a look (sphere outside FOV/organ, few events, ...)."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library messages can run to pages), or its type."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

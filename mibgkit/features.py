@@ -16,7 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from . import io, slicer
+from . import io, rois, slicer
+from .geometry import crop, nonzero_box, roi_box_on_grid, roi_on_grid
 from .errors import GeometryError, MibgkitError, QCWarning, SegmentationError
 from .segment import mtv_mask
 from .shape import shape_features
@@ -31,239 +32,6 @@ FEATURE_COLUMNS = (
 
 #: Sphere names expected in markups files / manifest coordinate columns.
 SPHERES = ("liver", "muscle_left", "muscle_right")
-
-#: Voxel-index tolerance under which a SPECT voxel centre counts as exactly halfway between two ROI
-#: voxels (nearest-neighbour resampling then takes the higher index, whatever the rounding noise).
-_TIE_VOX = 1e-6
-
-
-def _same_grid(a: sitk.Image, b: sitk.Image, tol: float = 1e-4) -> bool:
-    return (
-        a.GetSize() == b.GetSize()
-        and np.allclose(a.GetSpacing(), b.GetSpacing(), atol=tol)
-        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=tol)
-        and np.allclose(a.GetDirection(), b.GetDirection(), atol=tol)
-    )
-
-
-def _affine(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    """``(A, o)`` with ``p = A @ (i, j, k) + o``: voxel index (SimpleITK order) to LPS mm."""
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    return direction * np.asarray(image.GetSpacing(), dtype=float)[None, :], np.asarray(image.GetOrigin(), float)
-
-
-def _inside_fov(image: sitk.Image, points_mm: np.ndarray, reference: sitk.Image) -> np.ndarray:
-    """Which physical points (n × 3, LPS mm) fall inside ``reference``'s voxel grid."""
-    size = np.array(reference.GetSize())
-    idx = np.array([reference.TransformPhysicalPointToContinuousIndex(tuple(map(float, p))) for p in points_mm])
-    return np.all((idx > -0.5) & (idx < size - 0.5), axis=1)
-
-
-def _all_voxels_inside(arr_kji: np.ndarray, roi: sitk.Image, reference: sitk.Image) -> bool:
-    """Whether the centre of every non-zero ROI voxel lies inside ``reference``'s voxel grid.
-
-    Checked voxel by voxel (vectorised): on an oblique grid the corners of the index bounding box
-    may lie outside while no voxel does.
-    """
-    k, j, i = np.nonzero(arr_kji)
-    a_r, o_r = _affine(roi)
-    a_s, o_s = _affine(reference)
-    ijk = np.stack([i, j, k]).astype(float)
-    on_ref = np.linalg.solve(a_s, a_r @ ijk + (o_r - o_s)[:, None])
-    size = np.asarray(reference.GetSize(), float)[:, None]
-    return bool(np.all((on_ref > -0.5) & (on_ref < size - 0.5)))
-
-
-def _nonzero_box(arr_kji: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """Inclusive index bounds ``(lo, hi)`` (SimpleITK order i, j, k) of the non-zero voxels, or None."""
-    bounds = []
-    for axis in (2, 1, 0):  # i, j, k are numpy axes 2, 1, 0
-        other = tuple(a for a in range(3) if a != axis)
-        present = np.flatnonzero(arr_kji.any(axis=other))
-        if present.size == 0:
-            return None
-        bounds.append((present[0], present[-1]))
-    lo, hi = zip(*bounds)
-    return np.asarray(lo, int), np.asarray(hi, int)
-
-
-def _box_on_reference(roi: sitk.Image, lo: np.ndarray, hi: np.ndarray, reference: sitk.Image):
-    """Reference voxels (inclusive index bounds, clamped) whose centres can fall in the ROI box.
-
-    The ROI voxels ``lo..hi`` occupy, in physical space, the box between continuous indices
-    ``lo - 0.5`` and ``hi + 0.5``; its 8 corners mapped onto the reference grid, rounded outwards
-    and grown by one voxel, bound every reference voxel that nearest-neighbour sampling can put
-    inside the ROI. Returns ``(lo, hi)`` on the reference or None when they do not overlap.
-    """
-    a_r, o_r = _affine(roi)
-    a_s, o_s = _affine(reference)
-    corners = np.array([[x, y, z] for x in (lo[0] - 0.5, hi[0] + 0.5) for y in (lo[1] - 0.5, hi[1] + 0.5)
-                        for z in (lo[2] - 0.5, hi[2] + 0.5)], float)
-    on_ref = np.linalg.solve(a_s, (corners @ a_r.T + o_r - o_s).T).T
-    size = np.asarray(reference.GetSize())
-    box_lo = np.maximum(np.floor(on_ref.min(axis=0)).astype(int) - 1, 0)
-    box_hi = np.minimum(np.ceil(on_ref.max(axis=0)).astype(int) + 1, size - 1)
-    if np.any(box_lo > box_hi):
-        return None
-    return box_lo, box_hi
-
-
-def _nearest_neighbour(roi_kji: np.ndarray, roi: sitk.Image, reference: sitk.Image,
-                       lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Nearest-neighbour samples of the ROI (non-zero inside) at the centres of reference voxels ``lo..hi``.
-
-    Each reference voxel centre is mapped into the ROI's continuous index from its *absolute*
-    reference index, so a voxel gets the same value whatever box it is computed in (a crop and
-    the full grid agree bit for bit). The nearest index is ``floor(c + 0.5)``: half-integers round
-    up, as ITK's nearest-neighbour interpolator does, and so do centres within ``1e-6`` voxel of a
-    half-integer (grids whose voxel edges align, as a 2× oversampled Slicer segmentation's do, put
-    SPECT voxel centres exactly halfway between ROI voxels; rounding noise must not pick the side).
-    Centres outside the ROI grid get 0.
-
-    ``roi_kji`` is the ROI's voxel array (numpy order) and ``roi`` its image (for the geometry).
-    Returns a uint8 0/1 array indexed ``[k, j, i]`` over the box.
-    """
-    a_r, o_r = _affine(roi)
-    a_s, o_s = _affine(reference)
-    to_roi = np.linalg.inv(a_r)
-    b = to_roi @ a_s
-    t = to_roi @ (o_s - o_r)
-    i = np.arange(lo[0], hi[0] + 1, dtype=float)[None, None, :]
-    j = np.arange(lo[1], hi[1] + 1, dtype=float)[None, :, None]
-    k = np.arange(lo[2], hi[2] + 1, dtype=float)[:, None, None]
-    shape = (k.shape[0], j.shape[1], i.shape[2])
-    inside = np.ones(shape, bool)
-    index = []
-    for d, n in enumerate(roi.GetSize()):
-        c = np.floor((b[d, 2] * k + b[d, 1] * j) + b[d, 0] * i + t[d] + (0.5 + _TIE_VOX)).astype(np.intp)
-        c = np.broadcast_to(c, shape)
-        inside &= (c >= 0) & (c < n)
-        index.append(c)
-    out = np.zeros(shape, np.uint8)
-    out[inside] = roi_kji[index[2][inside], index[1][inside], index[0][inside]] != 0
-    return out
-
-
-def _sub_image(array_kji: np.ndarray, reference: sitk.Image, lo) -> sitk.Image:
-    """An image of ``array_kji`` placed on ``reference``'s grid with its first voxel at index ``lo``."""
-    image = sitk.GetImageFromArray(np.ascontiguousarray(array_kji))
-    image.SetSpacing(reference.GetSpacing())
-    image.SetDirection(reference.GetDirection())
-    image.SetOrigin(reference.TransformIndexToPhysicalPoint(tuple(int(v) for v in lo)))
-    return image
-
-
-def roi_box_on_grid(
-    roi: sitk.Image,
-    reference: sitk.Image,
-    *,
-    margin_vox: Sequence[int] = (0, 0, 0),
-    patient=None,
-    path=None,
-    what: str = "tumour ROI",
-) -> tuple[sitk.Image, tuple[int, int, int]]:
-    """The ROI as a uint8 0/1 mask on the box of ``reference``'s grid that holds it.
-
-    The same mask as :func:`roi_on_grid`, but only over the bounding box of its voxels grown by
-    ``margin_vox`` voxels (i, j, k) and clamped to the grid: cost follows the tumour, not the image.
-
-    Parameters
-    ----------
-    roi : SimpleITK.Image
-        Tumour ROI (non-zero inside) on any grid.
-    reference : SimpleITK.Image
-        The SPECT image whose grid the mask is wanted on.
-    margin_vox : sequence of 3 int
-        Extra voxels on each side of the box (for a search region around the ROI).
-    patient, path
-        Named in errors.
-    what : str
-        What the mask is, as messages name it (``"tumour ROI"``, ``"organ 'liver'"``).
-
-    Returns
-    -------
-    mask : SimpleITK.Image
-        uint8 0/1 on the box; its origin places it on ``reference``'s lattice.
-    start : tuple of 3 int
-        Index (i, j, k) of the box's first voxel in ``reference``; ``reference[i0:i0+nx, ...]``
-        is the matching crop of the image.
-
-    Raises
-    ------
-    SegmentationError
-        The ROI is empty, or nothing of it survives resampling (thinner than a SPECT voxel).
-    GeometryError
-        The ROI lies outside the reference field of view.
-
-    Warns
-    -----
-    QCWarning
-        Part of the ROI lies outside the reference field of view.
-    """
-    arr = sitk.GetArrayViewFromImage(roi)
-    box = _nonzero_box(arr)
-    if box is None:
-        raise SegmentationError(f"the {what} is empty", patient=patient, path=path)
-    lo, hi = box
-    size = np.asarray(reference.GetSize())
-    margin = np.asarray(margin_vox, int)
-    if _same_grid(roi, reference):
-        b_lo, b_hi = np.maximum(lo - margin, 0), np.minimum(hi + margin, size - 1)
-        crop = arr[b_lo[2]:b_hi[2] + 1, b_lo[1]:b_hi[1] + 1, b_lo[0]:b_hi[0] + 1]
-        return _sub_image((crop != 0).astype(np.uint8), reference, b_lo), tuple(int(v) for v in b_lo)
-    covered = _box_on_reference(roi, lo, hi, reference)
-    sampled = None
-    if covered is not None:
-        c_lo, c_hi = covered
-        sampled = _nearest_neighbour(arr, roi, reference, c_lo, c_hi)
-    if sampled is None or not sampled.any():
-        nz = np.nonzero(arr)
-        k, j, i = (a[::max(1, a.size // 500)] for a in nz)
-        pts = np.array([roi.TransformIndexToPhysicalPoint((int(a), int(b), int(c))) for a, b, c in zip(i, j, k)])
-        if not _inside_fov(roi, pts, reference).any():
-            raise GeometryError(f"the {what} lies outside the SPECT field of view", patient=patient, path=path)
-        raise SegmentationError(
-            f"the {what} is empty after resampling onto the SPECT grid (it is thinner than a SPECT voxel)",
-            patient=patient, path=path,
-        )
-    if not _all_voxels_inside(arr, roi, reference):
-        warnings.warn(f"part of the {what} lies outside the SPECT field of view", QCWarning, stacklevel=2)
-    # Tighten to the sampled voxels, then grow by the margin (clamped to the grid).
-    s_lo, s_hi = _nonzero_box(sampled)
-    s_lo, s_hi = s_lo + c_lo, s_hi + c_lo
-    b_lo, b_hi = np.maximum(s_lo - margin, 0), np.minimum(s_hi + margin, size - 1)
-    out = np.zeros(tuple((b_hi - b_lo + 1)[::-1]), np.uint8)
-    src_lo, src_hi = np.maximum(b_lo, c_lo), np.minimum(b_hi, c_hi)
-    out[src_lo[2] - b_lo[2]:src_hi[2] - b_lo[2] + 1, src_lo[1] - b_lo[1]:src_hi[1] - b_lo[1] + 1,
-        src_lo[0] - b_lo[0]:src_hi[0] - b_lo[0] + 1] = sampled[
-        src_lo[2] - c_lo[2]:src_hi[2] - c_lo[2] + 1, src_lo[1] - c_lo[1]:src_hi[1] - c_lo[1] + 1,
-        src_lo[0] - c_lo[0]:src_hi[0] - c_lo[0] + 1]
-    return _sub_image(out, reference, b_lo), tuple(int(v) for v in b_lo)
-
-
-def roi_on_grid(roi: sitk.Image, reference: sitk.Image, *, patient=None, path=None,
-                what: str = "tumour ROI") -> sitk.Image:
-    """The ROI (non-zero inside) as a uint8 0/1 mask on ``reference``'s grid.
-
-    Nearest-neighbour resampling in physical space (see :func:`roi_box_on_grid`, which does the
-    work on the ROI's bounding box only); identity when the grids already agree.
-    Raises :class:`GeometryError` when the ROI lies outside the reference field of view and
-    :class:`SegmentationError` when it is empty, or nothing of it survives resampling; warns
-    (:class:`QCWarning`) when part of it lies outside the field of view.
-    """
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", QCWarning)
-        box, start = roi_box_on_grid(roi, reference, patient=patient, path=path, what=what)
-    for w in caught:
-        warnings.warn(w.message, w.category, stacklevel=2)
-    full = np.zeros(tuple(reference.GetSize())[::-1], np.uint8)
-    i0, j0, k0 = start
-    nx, ny, nz = box.GetSize()
-    full[k0:k0 + nz, j0:j0 + ny, i0:i0 + nx] = sitk.GetArrayViewFromImage(box)
-    out = sitk.GetImageFromArray(full)
-    out.CopyInformation(reference)
-    return out
-
 
 def _finite_ratio(a: float, b: float) -> float:
     return a / b if b > 0 else math.nan
@@ -283,11 +51,6 @@ def mtv_margin_vox(spacing: Sequence[float], mtv_method: str = "roi", mtv_params
     params = dict(mtv_params or {})
     reach = sum(float(params.get(k, defaults[k].default)) for k in ("dilation_mm", "background_shell_mm"))
     return np.ceil(max(reach, 0.0) / np.asarray(spacing, float)).astype(int) + 2
-
-
-def _crop(image: sitk.Image, start: Sequence[int], size: Sequence[int]) -> sitk.Image:
-    """``image`` restricted to the box of ``size`` voxels at index ``start`` (geometry kept)."""
-    return sitk.RegionOfInterest(image, [int(v) for v in size], [int(v) for v in start])
 
 
 def _tumour_features(spect_box: sitk.Image, roi_box: sitk.Image, *, mtv_method: str, mtv_params,
@@ -388,8 +151,8 @@ def image_features(
     definition searches, :func:`mtv_margin_vox`); the values are those of the full grid.
     """
     if roi.GetSize() != spect.GetSize():
-        raise GeometryError("the ROI is not on the SPECT grid; resample it first (features.roi_on_grid)")
-    box = _nonzero_box(sitk.GetArrayViewFromImage(roi))
+        raise GeometryError("the ROI is not on the SPECT grid; resample it first (geometry.roi_on_grid)")
+    box = nonzero_box(sitk.GetArrayViewFromImage(roi))
     if box is None:
         raise SegmentationError("the tumour ROI is empty on the SPECT grid")
     margin = mtv_margin_vox(spect.GetSpacing(), mtv_method, mtv_params)
@@ -397,17 +160,17 @@ def image_features(
     hi = np.minimum(box[1] + margin, np.asarray(spect.GetSize()) - 1)
     start, size = lo, hi - lo + 1
     ref = _reference(spect, centres, organ_masks, None)
-    tumour, mtv = _tumour_features(_crop(spect, start, size), _crop(roi, start, size),
+    tumour, mtv = _tumour_features(crop(spect, start, size), crop(roi, start, size),
                                    mtv_method=mtv_method, mtv_params=mtv_params, timings=None)
     return _feature_row(tumour, mtv, ref, mtv_method)
 
 
 def load_roi(row: Mapping, *, patient=None) -> sitk.Image:
-    """The tumour ROI named by a manifest row, on its own grid (Slicer segmentation or labelmap)."""
+    """The tumour ROI named by a manifest row, on its own grid (any format :func:`mibgkit.rois.read_roi` reads)."""
     segment = row.get("roi_segment")
     label = row.get("roi_label")
     label = None if label is None or (isinstance(label, float) and math.isnan(label)) else int(label)
-    return slicer.read_segmentation(row["roi"], segment=segment, label=label, patient=patient)
+    return rois.read_roi(row["roi"], segment=segment, label=label, patient=patient)
 
 
 #: Organ segments a reference sphere must stay inside, by sphere (first match wins).
@@ -425,13 +188,13 @@ def load_organs(row: Mapping, spect: sitk.Image, *, patient=None) -> dict[str, s
     path = row.get("organs")
     if not path:
         return None
-    names = set(slicer.list_segments(path, patient=patient)["name"])
+    names = set(rois.segment_names(path, patient=patient))
     masks: dict[str, sitk.Image] = {}
     for sphere, candidates in ORGAN_SEGMENTS.items():
         for name in candidates:
             if name in names:
                 try:
-                    organ = slicer.read_segmentation(path, segment=name, patient=patient)
+                    organ = rois.read_roi(path, segment=name, patient=patient)
                     masks[sphere] = roi_on_grid(organ, spect, patient=patient, path=path, what=f"organ {name!r}")
                 except (GeometryError, SegmentationError) as e:  # the check is optional: say so, go on
                     warnings.warn(f"{e.reason}; the {sphere} sphere is not checked against it", QCWarning,
@@ -518,7 +281,7 @@ def extract_patient(
             clock.lap("markups_read")
             margin = mtv_margin_vox(spect.GetSpacing(), mtv_method, mtv_params)
             roi_box, start = roi_box_on_grid(roi_native, spect, margin_vox=margin, patient=pid, path=row["roi"])
-            spect_box = _crop(spect, start, roi_box.GetSize())
+            spect_box = crop(spect, start, roi_box.GetSize())
             clock.lap("resample")
             ref = _reference(spect, centres, organs, timings)
             tumour, mtv = _tumour_features(spect_box, roi_box, mtv_method=mtv_method, mtv_params=mtv_params,

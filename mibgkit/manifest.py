@@ -224,27 +224,3 @@ def read_clinical(path: str | os.PathLike) -> pd.DataFrame:
     """Read and validate the clinical table; identity columns outside the schema are dropped."""
     path = Path(path).resolve()
     return _validate(_read_csv(path), CLINICAL_COLUMNS, path)
-
-
-def sphere_centres_from_row(row: pd.Series) -> dict[str, tuple[float, float, float]]:
-    """Sphere centres (LPS mm) from the manifest's coordinate columns."""
-    return {p: tuple(float(row[f"{p}_{a}_mm"]) for a in "xyz") for p in ("liver", "muscle_left", "muscle_right")}
-
-
-def cohort_table(manifest: pd.DataFrame, clinical: pd.DataFrame, features: pd.DataFrame | None = None) -> pd.DataFrame:
-    """One analysis table: outcome from the manifest, clinical variables, and image features.
-
-    Patients must match between manifest and clinical table (error listing the differences).
-    """
-    a, b = set(manifest.index), set(clinical.index)
-    if a != b:
-        only_m, only_c = sorted(a - b), sorted(b - a)
-        raise ManifestError(
-            "manifest and clinical table list different patients"
-            + (f"; only in manifest: {', '.join(only_m)}" if only_m else "")
-            + (f"; only in clinical table: {', '.join(only_c)}" if only_c else "")
-        )
-    out = manifest[["patient_id", "efs_days", "efs_event"]].join(clinical.drop(columns="patient_id"))
-    if features is not None:
-        out = out.join(features.drop(columns=[c for c in ("patient_id",) if c in features]), how="left")
-    return out

@@ -91,7 +91,7 @@ def mtv_mask(
     if roi.GetSize() != image.GetSize() or not np.allclose(roi.GetSpacing(), image.GetSpacing()) or not np.allclose(
         roi.GetOrigin(), image.GetOrigin(), atol=1e-3
     ):
-        raise GeometryError("the ROI is not on the SPECT grid; resample it first (features.roi_on_grid)")
+        raise GeometryError("the ROI is not on the SPECT grid; resample it first (geometry.roi_on_grid)")
     roi_arr = sitk.GetArrayViewFromImage(roi) != 0
     if not roi_arr.any():
         raise SegmentationError("the tumour ROI is empty")

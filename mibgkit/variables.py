@@ -56,7 +56,7 @@ def age_group(age_months: pd.Series) -> pd.Series:
 def covariates(table: pd.DataFrame) -> pd.DataFrame:
     """Numeric covariates of :data:`TABLE2_VARIABLES` from an analysis table.
 
-    ``table`` is :func:`mibgkit.manifest.cohort_table` output (outcome, clinical columns,
+    ``table`` is :func:`mibgkit.cohort.analysis_table` output (outcome, clinical columns,
     features). Returns ``efs_days``, ``efs_event`` and one float column per variable (NaN where
     the source is missing). Maximum diameter is converted to cm (HR per cm).
     """

@@ -16,6 +16,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import GeometryError, QCWarning
+from .geometry import index_to_lps
 
 #: Nominal reference VOI volumes of the study, in ml.
 LIVER_VOLUME_ML = 30.0
@@ -33,13 +34,6 @@ def sphere_radius_mm(volume_ml: float) -> float:
     if not volume_ml > 0:
         raise ValueError(f"sphere volume must be positive, got {volume_ml} ml")
     return (3.0 * 1000.0 * volume_ml / (4.0 * math.pi)) ** (1.0 / 3.0)
-
-
-def _index_to_physical_matrix(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
-    """Affine ``p = A @ ijk + o`` (mm) mapping SimpleITK voxel index (i, j, k) to LPS."""
-    direction = np.asarray(image.GetDirection(), dtype=float).reshape(3, 3)
-    spacing = np.asarray(image.GetSpacing(), dtype=float)
-    return direction * spacing[None, :], np.asarray(image.GetOrigin(), dtype=float)
 
 
 def sphere_index_mask(image: sitk.Image, centre_mm: Sequence[float], radius_mm: float):
@@ -64,7 +58,7 @@ def sphere_index_mask(image: sitk.Image, centre_mm: Sequence[float], radius_mm: 
     """
     if image.GetDimension() != 3:
         raise GeometryError(f"sphere VOIs need a 3-D image, got {image.GetDimension()}-D")
-    a, o = _index_to_physical_matrix(image)
+    a, o = index_to_lps(image)
     c = np.asarray(centre_mm, dtype=float)
     if c.shape != (3,) or not np.all(np.isfinite(c)):
         raise GeometryError(f"sphere centre must be 3 finite coordinates in mm, got {centre_mm!r}")

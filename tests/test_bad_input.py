@@ -1,7 +1,7 @@
 """Bad input, class by class: each gives an error or a QC warning that names the patient, the file and
 what is wrong, and a batch carries on past it.
 
-Image-level classes run through batch extraction (``extract_cohort``): one healthy patient and one
+Image-level classes run through batch extraction (``mibgkit.extraction.extract``): one healthy patient and one
 patient with the defect; the QC table must name the bad patient, its file and the problem, and the
 healthy patient must still be measured. Table-level classes run through the manifest and clinical
 readers. Statistics-level classes (constant covariate, all values missing) are in the stats tests.
@@ -16,10 +16,11 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 
-from mibgkit.cohort import extract_cohort
+from mibgkit.cohort import analysis_table
+from mibgkit.extraction import extract
 from mibgkit.errors import ManifestError, StatisticsError
-from mibgkit.manifest import cohort_table, read_clinical, read_manifest
-from mibgkit.slicer import write_markups, write_segmentation
+from mibgkit.manifest import read_clinical, read_manifest
+from mibgkit.slicer_write import write_markups, write_segmentation
 from mibgkit.stats import cox_univariate
 from mibgkit.synth.dicom import write_ct_series, write_nm_multiframe
 
@@ -78,7 +79,7 @@ def cohort(template, tmp_path):
 def run(root: Path, manifest_rows=None):
     if manifest_rows is not None:
         pd.DataFrame(manifest_rows).to_csv(root / "data_manifest.csv", index=False)
-    features, qc = extract_cohort(read_manifest(root / "data_manifest.csv"), progress=False)
+    features, qc = extract(read_manifest(root / "data_manifest.csv"), progress=False).tables()
     qc = qc.set_index("patient_id")
     assert "OK01" in features.index and qc.at["OK01", "status"] == "ok"  # the batch carried on
     return features, qc.loc["BAD01"]
@@ -322,7 +323,7 @@ def test_unknown_categorical_level_in_clinical_table(cohort):
 def test_clinical_table_and_manifest_list_different_patients(cohort):
     pd.DataFrame({"patient_id": ["OK01", "XX99"], "sex": ["M", "F"]}).to_csv(cohort / "clinical.csv", index=False)
     with pytest.raises(ManifestError, match="only in manifest: BAD01; only in clinical table: XX99"):
-        cohort_table(read_manifest(cohort / "data_manifest.csv"), read_clinical(cohort / "clinical.csv"))
+        analysis_table(read_manifest(cohort / "data_manifest.csv"), read_clinical(cohort / "clinical.csv"))
 
 
 def test_constant_or_all_missing_covariate():

@@ -6,9 +6,10 @@ import pytest
 import SimpleITK as sitk
 
 from mibgkit.cli import main
-from mibgkit.cohort import cached_features, extract_cohort, load_cohort, read_features
+from mibgkit.cohort import cached_features, load_cohort
+from mibgkit.extraction import extract, read_features
 from mibgkit.manifest import read_manifest
-from mibgkit.slicer import write_markups, write_segmentation
+from mibgkit.slicer_write import write_markups, write_segmentation
 from mibgkit.synth.dicom import write_nm_multiframe
 
 SPECT_SPACING = (3.0, 3.0, 3.0)
@@ -54,7 +55,7 @@ def cohort_dir(tmp_path_factory):
 
 def test_batch_carries_on_past_a_bad_patient(cohort_dir):
     m = read_manifest(cohort_dir / "data_manifest.csv")
-    features, qc = extract_cohort(m, progress=False)
+    features, qc = extract(m, progress=False).tables()
     assert list(features.index) == ["P01", "P02"]
     assert features.at["P01", "tmax"] == 120.0 and features.at["P01", "lmax"] == 20.0
     assert features.at["P01", "tmax_lmax"] == pytest.approx(6.0)
@@ -128,29 +129,29 @@ def _parts(folder):
 
 
 def test_parts_stream_one_file_per_patient_and_assemble_in_manifest_order(cohort_dir, tmp_path):
-    from mibgkit.cohort import extract_to_csv
+    from mibgkit.extraction import extract
 
     m = read_manifest(cohort_dir / "data_manifest.csv")
-    run = extract_to_csv(m, tmp_path / "features.csv", progress=False)
+    run = extract(m, tmp_path / "features.csv", progress=False)
     names = _parts(tmp_path)
     assert [n.split("-")[0] for n in names] == ["P01", "P02", "P03"]  # the error is kept too
     assert [o["patient_id"] for o in run.outcomes] == ["P01", "P02", "P03"] and run.n_cached == 0
     # the tables equal the in-memory extraction, and a re-run computes nothing and writes the same bytes
-    features, qc = extract_cohort(m, progress=False)
+    features, qc = extract(m, progress=False).tables()
     pd.testing.assert_frame_equal(read_features(tmp_path / "features.csv")[0], features)
     first = (tmp_path / "features.csv").read_bytes(), (tmp_path / "features_qc.csv").read_bytes()
-    again = extract_to_csv(m, tmp_path / "features.csv", progress=False)
+    again = extract(m, tmp_path / "features.csv", progress=False)
     assert again.n_cached == 3 and _parts(tmp_path) == names
     assert ((tmp_path / "features.csv").read_bytes(), (tmp_path / "features_qc.csv").read_bytes()) == first
 
 
 def test_interrupted_run_leaves_no_output_and_resumes(cohort_dir, tmp_path, monkeypatch):
     """A run killed after the first patient: complete parts only, no tables; the re-run does the rest."""
-    import mibgkit.cohort as cohort
+    import mibgkit.extraction as cohort
 
     m = read_manifest(cohort_dir / "data_manifest.csv")
     clean = tmp_path / "clean"
-    cohort.extract_to_csv(m, clean / "features.csv", progress=False)
+    cohort.extract(m, clean / "features.csv", progress=False)
 
     real, calls = cohort.extract_patient, []
 
@@ -163,13 +164,13 @@ def test_interrupted_run_leaves_no_output_and_resumes(cohort_dir, tmp_path, monk
     out = tmp_path / "run" / "features.csv"
     monkeypatch.setattr(cohort, "extract_patient", dies_on_second)
     with pytest.raises(KeyboardInterrupt):
-        cohort.extract_to_csv(m, out, progress=False)
+        cohort.extract(m, out, progress=False)
     assert not out.exists() and not cohort.qc_path_for(out).exists()
     assert [n.split("-")[0] for n in _parts(out.parent)] == ["P01"]  # complete parts only, no temporaries
 
     calls.clear()
     monkeypatch.setattr(cohort, "extract_patient", lambda row, **kw: calls.append(row["patient_id"]) or real(row, **kw))
-    run = cohort.extract_to_csv(m, out, progress=False)
+    run = cohort.extract(m, out, progress=False)
     assert calls == ["P02", "P03"] and run.n_cached == 1
     assert out.read_bytes() == (clean / "features.csv").read_bytes()
     assert cohort.qc_path_for(out).read_bytes() == (clean / "features_qc.csv").read_bytes()
@@ -185,7 +186,7 @@ def test_killed_while_writing_a_part_leaves_no_half_written_file(cohort_dir, tmp
     script = textwrap.dedent(f"""
         import os, signal
         import mibgkit.outputs as outputs
-        from mibgkit.cohort import extract_to_csv
+        from mibgkit.extraction import extract
         from mibgkit.manifest import read_manifest
         real, n = os.replace, []
         def replace(src, dst):
@@ -194,16 +195,16 @@ def test_killed_while_writing_a_part_leaves_no_half_written_file(cohort_dir, tmp
                 os.kill(os.getpid(), signal.SIGKILL)
             real(src, dst)
         outputs.os.replace = replace
-        extract_to_csv(read_manifest({str(cohort_dir / "data_manifest.csv")!r}), {str(out)!r}, progress=False)
+        extract(read_manifest({str(cohort_dir / "data_manifest.csv")!r}), {str(out)!r}, progress=False)
     """)
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode != 0 and not out.exists()
     left = sorted((tmp_path / "features.parts").iterdir())
     assert [p.name.split("-")[0] for p in left if not p.name.startswith(".")] == ["P01"]
     assert all(len(p.read_text().splitlines()) == 2 for p in left if not p.name.startswith("."))
-    from mibgkit.cohort import extract_to_csv
+    from mibgkit.extraction import extract
 
-    run = extract_to_csv(read_manifest(cohort_dir / "data_manifest.csv"), out, progress=False)
+    run = extract(read_manifest(cohort_dir / "data_manifest.csv"), out, progress=False)
     assert run.n_cached == 1 and len(_parts(tmp_path)) == 3  # the killed run's temporary is gone
     assert list(pd.read_csv(out).patient_id) == ["P01", "P02"]
 
@@ -211,24 +212,24 @@ def test_killed_while_writing_a_part_leaves_no_half_written_file(cohort_dir, tmp
 def test_changed_input_or_parameters_recompute_only_what_changed(cohort_dir, tmp_path):
     import shutil
 
-    from mibgkit.cohort import extract_to_csv
+    from mibgkit.extraction import extract
 
     root = tmp_path / "cohort"
     shutil.copytree(cohort_dir, root)
     m = read_manifest(root / "data_manifest.csv")
     out = tmp_path / "features.csv"
-    extract_to_csv(m, out, progress=False)
+    extract(m, out, progress=False)
     markups = root / "patients" / "P02" / "spheres.mrk.json"
     markups.write_text(markups.read_text().replace("90.0", "70.0"))  # move P02's liver sphere into the liver
-    run = extract_to_csv(read_manifest(root / "data_manifest.csv"), out, progress=False)
+    run = extract(read_manifest(root / "data_manifest.csv"), out, progress=False)
     assert [o["patient_id"] for o in run.outcomes if not o["cached"]] == ["P02"]
     assert run.tables()[1].set_index("patient_id").at["P02", "status"] == "ok"
-    run = extract_to_csv(m, out, mtv_method="adaptive", progress=False)
+    run = extract(m, out, mtv_method="adaptive", progress=False)
     assert run.n_cached == 0 and len(_parts(tmp_path)) == 3 + 1 + 3
 
 
 def test_unexpected_error_is_recorded_retried_and_not_cached(cohort_dir, tmp_path, monkeypatch):
-    import mibgkit.cohort as cohort
+    import mibgkit.extraction as cohort
 
     m = read_manifest(cohort_dir / "data_manifest.csv")
     real = cohort.extract_patient
@@ -239,13 +240,13 @@ def test_unexpected_error_is_recorded_retried_and_not_cached(cohort_dir, tmp_pat
         return real(row, **kw)
 
     monkeypatch.setattr(cohort, "extract_patient", flaky)
-    features, qc = cohort.extract_cohort(m, progress=False, parts_dir=tmp_path / "parts")
+    features, qc = cohort.extract(m, progress=False, parts_dir=tmp_path / "parts").tables()
     q = qc.set_index("patient_id")
     assert q.at["P01", "status"] == "error" and q.at["P01", "error_type"] == "UnexpectedError"
     assert "MemoryError" in q.at["P01", "message"] and list(features.index) == ["P02"]
     assert not any(p.name.startswith("P01") for p in (tmp_path / "parts").iterdir())
     monkeypatch.setattr(cohort, "extract_patient", real)
-    features, _ = cohort.extract_cohort(m, progress=False, parts_dir=tmp_path / "parts")
+    features, _ = cohort.extract(m, progress=False, parts_dir=tmp_path / "parts").tables()
     assert list(features.index) == ["P01", "P02"]
 
 
@@ -263,7 +264,7 @@ def test_report_refuses_a_cohort_whose_clinical_table_disagrees(cohort_dir, tmp_
 
 def test_resume_key_changes_with_the_extraction_code(monkeypatch):
     """A part computed by other code is never reused: the key covers the extraction modules' source."""
-    from mibgkit import cohort as c
+    from mibgkit import extraction as c
 
     row = {"patient_id": "P1"}
     before = c.patient_key(row, {"mtv_method": "roi"})
@@ -279,7 +280,7 @@ def test_resume_key_follows_a_detached_data_file(tmp_path):
     """An .nhdr whose data file has another name: changing that file's bytes changes the key."""
     import SimpleITK as sitk
 
-    from mibgkit.cohort import patient_key
+    from mibgkit.extraction import patient_key
 
     img = sitk.Image(4, 4, 4, sitk.sitkUInt8)
     sitk.WriteImage(img, str(tmp_path / "roi.nhdr"))

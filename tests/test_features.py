@@ -7,7 +7,8 @@ import pytest
 import SimpleITK as sitk
 
 from mibgkit.errors import GeometryError, QCWarning, SegmentationError
-from mibgkit.features import FEATURE_COLUMNS, image_features, roi_on_grid
+from mibgkit.features import FEATURE_COLUMNS, image_features
+from mibgkit.geometry import roi_on_grid
 
 
 def grid(shape_zyx, spacing, origin=(0.0, 0.0, 0.0), value=0.0, dtype=np.float32):

@@ -8,7 +8,8 @@ import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
 from mibgkit.errors import QCWarning
-from mibgkit.features import extract_patient, image_features, roi_box_on_grid, roi_on_grid
+from mibgkit.features import extract_patient, image_features
+from mibgkit.geometry import roi_box_on_grid, roi_on_grid
 from mibgkit.segment import mtv_mask
 from mibgkit.shape import shape_features
 from mibgkit.voi import reference_uptake

@@ -10,7 +10,8 @@ import pytest
 import SimpleITK as sitk
 
 from mibgkit.errors import GeometryError, InputError, QCWarning
-from mibgkit.io import check_counts, image_geometry, load_image, same_grid
+from mibgkit.geometry import image_geometry, same_grid
+from mibgkit.io import check_counts, load_image
 from mibgkit.synth.dicom import write_ct_series, write_nm_multiframe, write_nm_slices
 
 IDENTITY = {

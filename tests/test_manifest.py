@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 
 from mibgkit.errors import ManifestError
-from mibgkit.manifest import cohort_table, read_clinical, read_manifest
+from mibgkit.cohort import analysis_table
+from mibgkit.manifest import read_clinical, read_manifest
 
 
 def make_files(tmp_path: Path, n=3):
@@ -122,9 +123,9 @@ def test_cohort_table_requires_the_same_patients(tmp_path):
     m = read_manifest(write(tmp_path, manifest_rows()))
     c = read_clinical(write(tmp_path, clinical_rows()[:2], "clinical.csv"))
     with pytest.raises(ManifestError, match="only in manifest: P2"):
-        cohort_table(m, c)
+        analysis_table(m, c)
     c = read_clinical(write(tmp_path, clinical_rows(), "clinical.csv"))
-    t = cohort_table(m, c)
+    t = analysis_table(m, c)
     assert list(t.columns[:3]) == ["patient_id", "efs_days", "efs_event"] and "sex" in t
 
 

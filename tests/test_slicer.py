@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 
-from mibgkit import slicer
+from mibgkit import slicer, slicer_write
 from mibgkit.errors import GeometryError, InputError, SegmentationError
 
 # A non-trivial grid: anisotropic spacing, non-zero origin, axes rotated 30 degrees about z, k axis flipped.
@@ -45,7 +45,7 @@ LESION = _box((2, 2, 0), (5, 5, 4))  # overlaps TUMOUR -> second layer, label va
 
 
 def _segment(seg_id, name, label, layer, mask):
-    return {"id": seg_id, "name": name, "labelValue": label, "layer": layer, "extent": slicer._extent(mask),
+    return {"id": seg_id, "name": name, "labelValue": label, "layer": layer, "extent": slicer.segment_extent(mask),
             "color": [0.5, 0.5, 0.5]}
 
 
@@ -266,12 +266,12 @@ def test_write_shared_layers_round_trip(tmp_path):
         "liver": (np.transpose(LIVER, (2, 1, 0)), geometry),
         "lesion": (np.transpose(LESION, (2, 1, 0)), IJK_TO_LPS),
     }
-    path = slicer.write_segmentation(tmp_path / "out.seg.nrrd", masks, colors={"tumour": (1.0, 0.0, 0.0)})
+    path = slicer_write.write_segmentation(tmp_path / "out.seg.nrrd", masks, colors={"tumour": (1.0, 0.0, 0.0)})
     table = slicer.list_segments(path)
     assert table["name"].tolist() == ["tumour", "liver", "lesion"]
     assert table["layer"].tolist() == [0, 0, 1]  # non-overlapping share layer 0, overlapping goes to layer 1
     assert table["label_value"].tolist() == [1, 2, 1]
-    assert table["extent"].tolist() == [tuple(slicer._extent(m)) for m in (TUMOUR, LIVER, LESION)]
+    assert table["extent"].tolist() == [tuple(slicer.segment_extent(m)) for m in (TUMOUR, LIVER, LESION)]
     assert table["color"][0] == (1.0, 0.0, 0.0)
     assert "SCT^85756007^Tissue" in table["terminology"][0]
     header = nrrd.read_header(str(path))
@@ -284,7 +284,7 @@ def test_write_shared_layers_round_trip(tmp_path):
 def test_write_separate_layers_and_terminology(tmp_path):
     mass = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically "
             "Altered Structure~SCT^4147007^Mass~^^~Anatomic codes - DICOM master list~SCT^23451007^Adrenal gland~^^")
-    path = slicer.write_segmentation(
+    path = slicer_write.write_segmentation(
         tmp_path / "sep.seg.nrrd", {"tumour": TUMOUR.transpose(2, 1, 0), "liver": LIVER.transpose(2, 1, 0)},
         reference=_reference_image(), shared_layers=False, terminology={"tumour": mass},
     )
@@ -296,7 +296,7 @@ def test_write_separate_layers_and_terminology(tmp_path):
 
 def test_written_single_layer_file_is_a_valid_nrrd_for_itk(tmp_path):
     """An independent reader (ITK) sees the same voxels at the same physical points."""
-    path = slicer.write_segmentation(tmp_path / "one.seg.nrrd", {"tumour": _as_sitk(TUMOUR), "liver": _as_sitk(LIVER)})
+    path = slicer_write.write_segmentation(tmp_path / "one.seg.nrrd", {"tumour": _as_sitk(TUMOUR), "liver": _as_sitk(LIVER)})
     assert nrrd.read_header(str(path))["kinds"] == ["domain", "domain", "domain"]
     image = sitk.ReadImage(str(path))
     _assert_mask_matches(image == 2, LIVER)
@@ -305,8 +305,8 @@ def test_written_single_layer_file_is_a_valid_nrrd_for_itk(tmp_path):
 
 def test_write_is_deterministic(tmp_path):
     masks = {"tumour": _as_sitk(TUMOUR), "liver": _as_sitk(LIVER), "lesion": _as_sitk(LESION)}
-    first = slicer.write_segmentation(tmp_path / "a.seg.nrrd", masks).read_bytes()
-    second = slicer.write_segmentation(tmp_path / "b.seg.nrrd", masks).read_bytes()
+    first = slicer_write.write_segmentation(tmp_path / "a.seg.nrrd", masks).read_bytes()
+    second = slicer_write.write_segmentation(tmp_path / "b.seg.nrrd", masks).read_bytes()
     assert first == second
     header, _, body = first.partition(b"\n\n")
     assert b"# on " not in header and b"GMT" not in header
@@ -317,11 +317,11 @@ def test_write_rejects_masks_on_different_grids(tmp_path):
     shifted = _as_sitk(LIVER)
     shifted.SetOrigin(tuple(ORIGIN + [1.0, 0.0, 0.0]))
     with pytest.raises(GeometryError, match="'liver' is not on the common grid"):
-        slicer.write_segmentation(tmp_path / "x.seg.nrrd", {"tumour": _as_sitk(TUMOUR), "liver": shifted})
+        slicer_write.write_segmentation(tmp_path / "x.seg.nrrd", {"tumour": _as_sitk(TUMOUR), "liver": shifted})
     with pytest.raises(GeometryError, match="reference"):
-        slicer.write_segmentation(tmp_path / "x.seg.nrrd", {"tumour": TUMOUR})
+        slicer_write.write_segmentation(tmp_path / "x.seg.nrrd", {"tumour": TUMOUR})
     with pytest.raises(InputError, match="no masks"):
-        slicer.write_segmentation(tmp_path / "x.seg.nrrd", {})
+        slicer_write.write_segmentation(tmp_path / "x.seg.nrrd", {})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -339,7 +339,7 @@ def _markups_json(points_lps, system):
     ]}
     if system is not None:
         markup["coordinateSystem"] = system
-    return {"@schema": slicer.MARKUPS_SCHEMA, "markups": [markup]}
+    return {"@schema": slicer_write.MARKUPS_SCHEMA, "markups": [markup]}
 
 
 @pytest.mark.parametrize("system", ["LPS", "RAS", None])
@@ -395,11 +395,11 @@ def test_duplicate_labels_and_malformed_files(tmp_path):
 
 @pytest.mark.parametrize("system", ["LPS", "RAS"])
 def test_write_markups_round_trip_and_determinism(tmp_path, system):
-    first = slicer.write_markups(tmp_path / "a.mrk.json", POINTS_LPS, coordinate_system=system)
-    second = slicer.write_markups(tmp_path / "b.mrk.json", POINTS_LPS, coordinate_system=system)
+    first = slicer_write.write_markups(tmp_path / "a.mrk.json", POINTS_LPS, coordinate_system=system)
+    second = slicer_write.write_markups(tmp_path / "b.mrk.json", POINTS_LPS, coordinate_system=system)
     assert first.read_bytes() == second.read_bytes()
     document = json.loads(first.read_text())
-    assert document["@schema"] == slicer.MARKUPS_SCHEMA
+    assert document["@schema"] == slicer_write.MARKUPS_SCHEMA
     markup = document["markups"][0]
     assert markup["type"] == "Fiducial" and markup["coordinateSystem"] == system
     assert markup["controlPoints"][0]["label"] == "liver"
@@ -437,4 +437,4 @@ def test_write_checks_masks_against_reference_size(tmp_path):
     small = np.zeros((3, 3, 3), dtype=np.uint8)
     small[1, 1, 1] = 1
     with pytest.raises(GeometryError, match="'tumour' is not on the common grid"):
-        slicer.write_segmentation(tmp_path / "x.seg.nrrd", {"tumour": small}, reference=_reference_image())
+        slicer_write.write_segmentation(tmp_path / "x.seg.nrrd", {"tumour": small}, reference=_reference_image())

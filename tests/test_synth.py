@@ -17,7 +17,7 @@ import pytest
 from mibgkit.synth import clinical
 from mibgkit.synth.anatomy import Grid
 from mibgkit.synth.clinical import ASP_CUTOFF, TMAX_LMAX_CUTOFF, apportion, cox_wald_p, design_cohort
-from mibgkit.synth.cohort import CLINICAL_FIELDS, MANIFEST_FIELDS, generate_cohort
+from mibgkit.synth.generate import CLINICAL_FIELDS, MANIFEST_FIELDS, generate_cohort
 from mibgkit.synth.tumour import draw_tumour, inside
 
 
@@ -205,7 +205,8 @@ def study_cohort(default_cohort):
     """The session's default cohort (n = 50, default seed; generation asserts Table 3 itself),
     measured file by file with the imaging pipeline."""
     from mibgkit.features import extract_patient
-    from mibgkit.manifest import cohort_table, read_clinical, read_manifest
+    from mibgkit.cohort import analysis_table
+    from mibgkit.manifest import read_clinical, read_manifest
 
     out = Path(default_cohort)
     m = read_manifest(out / "data_manifest.csv")
@@ -213,7 +214,7 @@ def study_cohort(default_cohort):
         warnings.simplefilter("ignore")
         rows = [extract_patient(r.to_dict()) for _, r in m.iterrows()]
     features = pd.DataFrame(rows).set_index("patient_id", drop=False).rename_axis(None)
-    return cohort_table(m, read_clinical(out / "clinical.csv"), features)
+    return analysis_table(m, read_clinical(out / "clinical.csv"), features)
 
 
 def test_default_cohort_reproduces_table3_confusion_counts(study_cohort):

@@ -1,7 +1,7 @@
 """The cohort design: clinical variables, outcome, latent imaging targets and fake identities.
 
 A synthetic cohort is drawn in two stages. This module draws the first, cheap stage for every
-patient at once — a table of a few dozen numbers per patient — and :mod:`mibgkit.synth.cohort`
+patient at once — a table of a few dozen numbers per patient — and :mod:`mibgkit.synth.generate`
 turns each row into images, one patient at a time.
 
 The design copies the study's (Zhou et al. 2025, n = 50) as *cohort design parameters*: the

@@ -21,7 +21,7 @@ imaging pipeline, measuring the generated data, lands in the target band:
    *noisy* SPECT counts — the tumour ROI for Tmax/Tmean, the sphere VOIs of :mod:`mibgkit.voi` for
    the liver and muscle — match their targets.
 3. *Check*: the written volume and ROI are measured once more with
-   :func:`mibgkit.features.image_features` (after :func:`mibgkit.features.roi_on_grid`), exactly as
+   :func:`mibgkit.features.image_features` (after :func:`mibgkit.geometry.roi_on_grid`), exactly as
    ``mibgkit extract`` measures the files; for the calibrated design (default seed, n = 50) the
    confusion counts at the published cut-offs, and that those splits are the Youden optima, are
    asserted.
@@ -316,7 +316,8 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     -------
     PatientResult
     """
-    from ..features import image_features, roi_on_grid
+    from ..features import image_features
+    from ..geometry import roi_on_grid
     from ..voi import sphere_index_mask, sphere_radius_mm
 
     rng = np.random.default_rng(np.random.SeedSequence(seed_entropy))
@@ -587,7 +588,7 @@ def _dicom_date(iso: str) -> str:
 
 def _write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_counts, seg_mask, seg_grid,
                    shape, ct_tumour, necrosis, refs) -> dict:
-    from ..slicer import write_markups, write_segmentation
+    from ..slicer_write import write_markups, write_segmentation
     from .dicom import write_ct_series, write_nm_multiframe
 
     pid = str(row["patient_id"])
