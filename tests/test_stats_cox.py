@@ -152,7 +152,7 @@ def test_stepwise_epv_warning():
 def test_stepwise_cycle_guard(monkeypatch):
     """If a variable keeps passing entry but failing the LR test, the procedure stops."""
     df, t, e = DATA["stepwise"]
-    monkeypatch.setattr(cox, "_score_test", lambda *a, **k: 100.0)  # everything 'enters'
+    monkeypatch.setattr(cox, "score_test", lambda *a, **k: 100.0)  # everything 'enters'
     res = quiet(cox_forward_stepwise, df, t, e, ["noise"])
     assert res.stopped_by_cycle
     assert res.steps["action"].tolist() == ["enter", "remove", "stop (cycle)"]

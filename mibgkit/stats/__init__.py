@@ -1,6 +1,6 @@
-"""Statistics of the paper (SPEC §3): Table 1, Cox regression, ROC cutoffs, Kaplan–Meier.
+"""Statistics of the paper: Table 1, Cox regression, ROC cutoffs, Kaplan–Meier, and beyond.
 
-The public names are fixed by the SPEC; the modules hold one idea each:
+The public names are a stable interface the notebooks use; the modules hold one idea each:
 
 - :mod:`mibgkit.stats.describe` — Table 1 (medians (IQR), ranges, n (%)).
 - :mod:`mibgkit.stats.cox` — univariate and SPSS forward-stepwise Cox regression.

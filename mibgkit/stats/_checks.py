@@ -9,6 +9,8 @@ outcomes and covariate tables here, so that a bad input fails with the same
     A one-dimensional float array, or an error naming the argument.
 ``_check_outcome``
     Survival times (finite, > 0) and event indicators (0/1) of equal length, no missing values.
+``check_binary_scores``
+    Scores and positive/negative classes of an ROC analysis (both classes present).
 ``_complete_cases``
     The numeric columns of a DataFrame restricted to complete rows, with a
     :class:`~mibgkit.errors.QCWarning` that counts the rows dropped.
@@ -86,3 +88,26 @@ def _complete_cases(df: pd.DataFrame, columns: Sequence[str], context: str) -> p
             stacklevel=3,
         )
     return sub.loc[keep].astype(float)
+
+
+def check_binary_scores(score, positive) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (finite floats) and classes (bool, both present) of an ROC analysis; pairs with a
+    missing score or class are dropped with a QC warning that counts them."""
+    s = np.asarray(score, dtype=float)
+    y = pd.Series(np.asarray(positive, dtype=object).ravel())
+    if s.ndim != 1 or s.size != len(y):
+        raise StatisticsError(f"score ({s.size}) and positive ({len(y)}) must be 1-D of equal length")
+    missing = np.isnan(s) | y.isna().to_numpy()
+    if missing.any():
+        warnings.warn(f"ROC: {int(missing.sum())} of {s.size} cases dropped for a missing score or outcome",
+                      QCWarning, stacklevel=3)
+        s, y = s[~missing], y[~missing]
+    if not np.isfinite(s).all():
+        raise StatisticsError("ROC: scores must be finite")
+    vals = set(pd.unique(y))
+    if not vals <= {0, 1, True, False}:
+        raise StatisticsError(f"ROC: positive must be 0/1 or boolean, found {sorted(map(str, vals))[:5]}")
+    yb = y.astype(float).to_numpy() == 1.0
+    if yb.all() or not yb.any():
+        raise StatisticsError(f"ROC needs both positive and negative cases ({int(yb.sum())} of {yb.size} positive)")
+    return s, yb

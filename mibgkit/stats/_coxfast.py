@@ -5,7 +5,7 @@ tables; that costs milliseconds per fit, too slow for a thousand repetitions of 
 variable-selection procedure. This module evaluates the same partial log-likelihood (Efron or
 Breslow ties), its gradient and observed information in a few vectorised ``numpy`` operations
 and maximises it by Newton–Raphson with step halving. It mirrors the failure rules of
-``cox._fit_cox`` (constant covariate, binary separation, collinearity, non-convergence) so
+``_coxcore.fit_cox`` (constant covariate, binary separation, collinearity, non-convergence) so
 that a procedure built on it selects exactly what the public functions select; the tests check
 this on many resamples.
 
@@ -162,7 +162,7 @@ def newton(data: CoxData, Xs: np.ndarray, beta0: np.ndarray | None = None,
 
 
 def fit(data: CoxData, X: np.ndarray, names) -> FastFit:
-    """Fit with the checks of ``cox._fit_cox``; ``X`` in the caller's (unsorted) row order.
+    """Fit with the checks of ``_coxcore.fit_cox``; ``X`` in the caller's (unsorted) row order.
 
     Raises
     ------

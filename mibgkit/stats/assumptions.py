@@ -37,7 +37,7 @@ from scipy import optimize, stats
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import _coxfast
 from mibgkit.stats._checks import _check_outcome, _complete_cases
-from mibgkit.stats.cox import _check_ties, _fit_cox
+from mibgkit.stats._coxcore import check_ties, fit_cox
 from mibgkit.stats.kaplan_meier import km_table
 
 __all__ = ["ph_test", "events_per_variable", "separation", "firth_cox"]
@@ -128,9 +128,9 @@ def ph_test(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[st
     .. [1] Grambsch PM, Therneau TM. *Biometrika* 1994;81:515–526.
     .. [2] Therneau T. ``survival`` 3.0 NEWS and vignette "The cox.zph function", 2019.
     """
-    ties = _check_ties(ties)
+    ties = check_ties(ties)
     covariates, t, e, X = _prepare(df, duration, event, covariates, "PH test")
-    fit = _fit_cox(t, e, X, covariates, ties)
+    fit = fit_cox(t, e, X, covariates, ties)
     data = _coxfast.CoxData(t, e, ties)
     Xs = data.sorted_x(X)
     xe, m, v, group = _coxfast.event_moments(data, Xs, fit.beta)
@@ -374,7 +374,7 @@ def firth_cox(df: pd.DataFrame, duration: str, event: str, covariates: Sequence[
     .. [2] Firth D. *Biometrika* 1993;80:27–38.
     .. [3] Heinze G, Ploner M. R package ``coxphf``.
     """
-    ties = _check_ties(ties)
+    ties = check_ties(ties)
     covariates, t, e, X = _prepare(df, duration, event, covariates, "Firth Cox")
     for j, c in enumerate(covariates):
         if np.ptp(X[:, j]) == 0:

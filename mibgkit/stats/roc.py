@@ -1,6 +1,6 @@
 """ROC analysis for a prognostic score: Youden cutoff, exact CIs, DeLong AUC interval.
 
-Conventions (SPEC §3): the event is the positive class and a higher score means positive; a
+Conventions (as the paper): the event is the positive class and a higher score means positive; a
 cutoff is always an *observed* score value, with ``score >= cutoff`` called positive. The AUC
 and its DeLong interval agree with R ``pROC`` (``roc(..., direction = "<")`` and
 ``ci.auc(method = "delong")``).
@@ -19,15 +19,13 @@ References
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from mibgkit.errors import QCWarning, StatisticsError
+from mibgkit.stats._checks import check_binary_scores
 
-__all__ = ["roc_cutoff", "roc_curve", "auc_delong", "clopper_pearson"]
+__all__ = ["roc_cutoff", "roc_curve", "confusion_at", "auc_delong", "clopper_pearson", "youden_optimum"]
 
 _Z975 = float(stats.norm.ppf(0.975))
 
@@ -55,27 +53,6 @@ def clopper_pearson(k: int, n: int, conf_level: float = 0.95) -> tuple[float, fl
     return lo, hi
 
 
-def _inputs(score, positive) -> tuple[np.ndarray, np.ndarray]:
-    s = np.asarray(score, dtype=float)
-    y = pd.Series(np.asarray(positive, dtype=object).ravel())
-    if s.ndim != 1 or s.size != len(y):
-        raise StatisticsError(f"score ({s.size}) and positive ({len(y)}) must be 1-D of equal length")
-    missing = np.isnan(s) | y.isna().to_numpy()
-    if missing.any():
-        warnings.warn(f"ROC: {int(missing.sum())} of {s.size} cases dropped for a missing score or outcome",
-                      QCWarning, stacklevel=3)
-        s, y = s[~missing], y[~missing]
-    if not np.isfinite(s).all():
-        raise StatisticsError("ROC: scores must be finite")
-    vals = set(pd.unique(y))
-    if not vals <= {0, 1, True, False}:
-        raise StatisticsError(f"ROC: positive must be 0/1 or boolean, found {sorted(map(str, vals))[:5]}")
-    yb = y.astype(float).to_numpy() == 1.0
-    if yb.all() or not yb.any():
-        raise StatisticsError(f"ROC needs both positive and negative cases ({int(yb.sum())} of {yb.size} positive)")
-    return s, yb
-
-
 def auc_delong(score, positive, conf_level: float = 0.95) -> dict:
     r"""AUC with DeLong's variance and the normal-approximation interval of R ``pROC``.
 
@@ -94,7 +71,7 @@ def auc_delong(score, positive, conf_level: float = 0.95) -> dict:
     :math:`\widehat{\mathrm{Var}}(\hat A) = S_{10}/m + S_{01}/n` with :math:`S` the sample
     variances (denominator m − 1, n − 1) of the placements. CI: :math:`\hat A \pm z\,\mathrm{se}`.
     """
-    s, y = _inputs(score, positive)
+    s, y = check_binary_scores(score, positive)
     return _auc_delong(s[y], s[~y], conf_level)
 
 
@@ -126,7 +103,7 @@ def roc_curve(score, positive) -> pd.DataFrame:
         ``+inf`` (nothing positive) at the start; columns ``cutoff, tp, fp, tn, fn,
         sensitivity, specificity, fpr, youden``. Plot ``fpr`` against ``sensitivity``.
     """
-    s, y = _inputs(score, positive)
+    s, y = check_binary_scores(score, positive)
     return _curve(s, y)
 
 
@@ -156,6 +133,24 @@ def _curve(s: np.ndarray, y: np.ndarray) -> pd.DataFrame:
     )
 
 
+def _youden(curve: pd.DataFrame, P: int, N: int) -> tuple[float, int, int]:
+    """The Youden rule on a curve from :func:`_curve`: ``(cutoff, row among the finite cutoffs,
+    number of cutoffs sharing the maximal J)``; J compared exactly as the integer TP·N + TN·P, ties
+    to the highest cutoff (the curve is in decreasing cutoff order)."""
+    finite = curve.iloc[1:]
+    key = finite["tp"].to_numpy() * N + finite["tn"].to_numpy() * P  # ∝ J, exact
+    best_rows = np.flatnonzero(key == key.max())
+    i = int(best_rows[0])
+    return float(finite["cutoff"].to_numpy()[i]), i, int(best_rows.size)
+
+
+def youden_optimum(s: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+    """``(cutoff, n_optimal)`` of :func:`roc_cutoff` on arrays already checked (float scores, bool
+    classes with both present): the rule in one place for the cutoff and its bootstrap."""
+    cutoff, _, n_optimal = _youden(_curve(s, y), int(y.sum()), int((~y).sum()))
+    return cutoff, n_optimal
+
+
 def _diagnostics(tp: int, fp: int, tn: int, fn: int, conf_level: float) -> dict:
     """Sensitivity, specificity, PPV, NPV with exact CIs, and the four counts."""
     out: dict = {}
@@ -180,7 +175,7 @@ def confusion_at(score, positive, cutoff: float, conf_level: float = 0.95) -> di
     >>> c["tp"], c["fp"], c["tn"], c["fn"]
     (2, 1, 1, 0)
     """
-    s, y = _inputs(score, positive)
+    s, y = check_binary_scores(score, positive)
     high = s >= cutoff
     out = {"cutoff": float(cutoff)}
     out.update(_diagnostics(int((high & y).sum()), int((high & ~y).sum()), int((~high & ~y).sum()),
@@ -235,14 +230,11 @@ def roc_cutoff(score, positive, return_curve: bool = False, conf_level: float = 
     >>> r["n_optimal"]  # 0.35 (sens 1, spec 2/3) ties with 0.7 (sens 2/3, spec 1): the higher wins
     2
     """
-    s, y = _inputs(score, positive)
+    s, y = check_binary_scores(score, positive)
     curve = _curve(s, y)
     P, N = int(y.sum()), int((~y).sum())
-    finite = curve.iloc[1:]
-    key = finite["tp"].to_numpy() * N + finite["tn"].to_numpy() * P  # ∝ J, exact
-    best_rows = np.flatnonzero(key == key.max())
-    i = best_rows[0]  # curve is in decreasing cutoff order: first = highest cutoff
-    row = finite.iloc[i]
+    _, i, n_optimal = _youden(curve, P, N)
+    row = curve.iloc[1:].iloc[i]
     tp, fp, tn, fn = (int(row[c]) for c in ("tp", "fp", "tn", "fn"))
     lower_scores = s[s < row["cutoff"]]
     midpoint = (row["cutoff"] + lower_scores.max()) / 2 if lower_scores.size else -np.inf
@@ -251,7 +243,7 @@ def roc_cutoff(score, positive, return_curve: bool = False, conf_level: float = 
     out.update(auc=a["auc"], auc_se=a["se"], auc_ci_lower=a["ci_lower"], auc_ci_upper=a["ci_upper"])
     out.update(_diagnostics(tp, fp, tn, fn, conf_level))
     out.update(n_positive=P, n_negative=N,
-               midpoint_threshold=float(midpoint), n_optimal=int(best_rows.size))
+               midpoint_threshold=float(midpoint), n_optimal=n_optimal)
     if return_curve:
         out["curve"] = curve
     return out

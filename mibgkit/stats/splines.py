@@ -37,7 +37,7 @@ from scipy import stats
 
 from mibgkit.errors import StatisticsError
 from mibgkit.stats._checks import _check_outcome, _complete_cases
-from mibgkit.stats.cox import Z975, _check_ties, _fit_cox
+from mibgkit.stats._coxcore import Z975, check_ties, fit_cox
 
 __all__ = ["rcs_knots", "rcs_basis", "hr_per_iqr", "cox_spline"]
 
@@ -234,7 +234,7 @@ def hr_per_iqr(df: pd.DataFrame, duration: str, event: str, covariates: Sequence
     unit is per change from a sphere to an extremely irregular shape) it compares typical
     patients.
     """
-    ties = _check_ties(ties)
+    ties = check_ties(ties)
     covariates = [covariates] if isinstance(covariates, str) else list(covariates)
     rows = []
     for c in covariates:
@@ -242,7 +242,7 @@ def hr_per_iqr(df: pd.DataFrame, duration: str, event: str, covariates: Sequence
         t, e = _check_outcome(sub[duration], sub[event])
         x = sub[c].to_numpy(dtype=float)
         q1, q3 = np.quantile(x, [0.25, 0.75])
-        fit = _fit_cox(t, e, x[:, None], [c], ties)
+        fit = fit_cox(t, e, x[:, None], [c], ties)
         b, se = float(fit.beta[0]), float(np.sqrt(fit.cov[0, 0]))
         iqr = float(q3 - q1)
         rows.append({"covariate": c, "q1": q1, "q3": q3, "iqr": iqr, "hr_per_iqr": np.exp(b * iqr),
@@ -298,15 +298,15 @@ def cox_spline(df: pd.DataFrame, duration: str, event: str, covariate: str, n_kn
     :math:`\hat\beta^\top \hat V^{-1} \hat\beta \sim \chi^2_{k-1}`; non-linearity: the same for
     :math:`\beta_1, \dots, \beta_{k-2}` (:math:`\chi^2_{k-2}`).
     """
-    ties = _check_ties(ties)
+    ties = check_ties(ties)
     sub = _complete_cases(df, [duration, event, covariate], f"spline Cox of {covariate!r}")
     t, e = _check_outcome(sub[duration], sub[event])
     x = sub[covariate].to_numpy(dtype=float)
     kn = rcs_knots(x, n_knots) if knots is None else np.sort(_as_1d(knots, "knots"))
     B = rcs_basis(x, kn, covariate)
     names = list(B.columns)
-    fit = _fit_cox(t, e, B.to_numpy(), names, ties)
-    lin = _fit_cox(t, e, x[:, None], [covariate], ties)
+    fit = fit_cox(t, e, B.to_numpy(), names, ties)
+    lin = fit_cox(t, e, x[:, None], [covariate], ties)
     beta, V = fit.beta, fit.cov
     se = np.sqrt(np.diag(V))
     coef = pd.DataFrame({"beta": beta, "se": se, "z": beta / se, "p": 2 * stats.norm.sf(np.abs(beta / se))},

@@ -28,10 +28,13 @@ import pandas as pd
 from mibgkit.errors import StatisticsError
 from mibgkit.stats._checks import _as_float, _check_outcome
 
-__all__ = ["time_dependent_auc", "censoring_survival", "DAYS_PER_YEAR"]
+__all__ = ["time_dependent_auc", "censoring_survival", "DAYS_PER_YEAR", "DAYS_PER_MONTH"]
 
 #: Days per year used to turn "1, 2, 3 years" into horizons in days.
 DAYS_PER_YEAR: float = 365.25
+
+#: Days per month (a twelfth of a Julian year), the unit in which follow-up is reported.
+DAYS_PER_MONTH: float = DAYS_PER_YEAR / 12
 
 
 def censoring_survival(durations, events, at, left: bool = False) -> np.ndarray:

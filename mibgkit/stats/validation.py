@@ -42,9 +42,11 @@ from scipy import stats
 
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import _coxfast
-from mibgkit.stats._checks import _check_outcome, _complete_cases
-from mibgkit.stats.cox import StepwiseResult, _check_ties, cox_forward_stepwise
-from mibgkit.stats.roc import _curve, _inputs
+from mibgkit.stats._checks import _check_outcome, _complete_cases, check_binary_scores
+from mibgkit.stats._coxcore import check_ties
+from mibgkit.stats.cox import StepwiseResult, cox_forward_stepwise
+from mibgkit.stats.roc import youden_optimum
+from mibgkit.stats.stepwise import ForwardLR, univariate_screen
 
 __all__ = ["bootstrap_optimism", "OptimismResult", "bootstrap_cutoff", "select_model"]
 
@@ -89,11 +91,12 @@ def select_model(time, event, X: np.ndarray, names: Sequence[str], *, screen_p: 
 
     Notes
     -----
-    Same algorithm, cycling guard and tie-breaking as
-    :func:`~mibgkit.stats.cox_forward_stepwise` (whose docstring gives the steps), on the
-    vectorised partial likelihood of :mod:`mibgkit.stats._coxfast`: about 30 times faster,
-    which makes a thousand bootstrap repetitions practical. The tests check that both select
-    the same covariates with the same coefficients.
+    The same selection loop as :func:`~mibgkit.stats.cox_forward_stepwise`
+    (:class:`~mibgkit.stats.stepwise.ForwardLR`) and the same screen
+    (:func:`~mibgkit.stats.stepwise.univariate_screen`), on the vectorised partial likelihood of
+    :mod:`mibgkit.stats._coxfast`: about 30 times faster than the ``statsmodels`` fitter, which
+    makes a thousand bootstrap repetitions practical. The tests check that both select the same
+    covariates with the same coefficients.
     """
     t = np.asarray(time, dtype=float)
     e = np.asarray(event, dtype=float)
@@ -103,97 +106,38 @@ def select_model(time, event, X: np.ndarray, names: Sequence[str], *, screen_p: 
     col = {c: i for i, c in enumerate(names)}
     if data.n_events == 0:
         raise StatisticsError("no events in the data")
-    # --- univariate screen (Wald p of each covariate alone)
-    cands = []
-    for c in names:
-        if screen_p is None:
-            cands.append(c)
-            continue
-        try:
-            f = _coxfast.fit(data, X[:, [col[c]]], [c])
-        except StatisticsError:
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = 2.0 * stats.norm.sf(abs(f.beta[0]) * np.sqrt(f.info[0, 0]))
-        if np.isfinite(p) and p <= screen_p:
-            cands.append(c)
+
+    def columns(model) -> np.ndarray:
+        return X[:, [col[c] for c in model]]
+
+    cands = univariate_screen(_univariate_wald_p(data, X, names), screen_p) if screen_p is not None else names
     if not cands:
         return [], np.zeros(0)
     if selection == "none":
-        f = _coxfast.fit(data, X[:, [col[c] for c in cands]], cands)
+        f = _coxfast.fit(data, columns(cands), cands)
         return cands, f.beta
-
-    fits: dict[tuple[str, ...], _coxfast.FastFit] = {}
-    ll0 = _coxfast.loglik0(data)
-
-    def fit(model) -> _coxfast.FastFit:
-        key = tuple(sorted(model, key=col.get))
-        if key not in fits:
-            fits[key] = _coxfast.fit(data, X[:, [col[c] for c in key]], key)
-        return fits[key]
-
-    def loglik(model) -> float:
-        return fit(tuple(model)).loglik if model else ll0
-
-    def score_for(model, x) -> float:
-        if model:
-            f = fit(tuple(model))
-            key = tuple(sorted(model, key=col.get))
-            coef = dict(zip(key, f.beta))
-            beta = np.array([coef[c] for c in model] + [0.0])
-        else:
-            beta = np.zeros(1)
-        return _coxfast.score_statistic(data, X[:, [col[c] for c in [*model, x]]], beta)
-
-    model: list[str] = []
-    visited = {frozenset()}
-    step = 0
-    max_steps = 4 * len(cands) + 4
-    while step < max_steps:
-        outside = [c for c in cands if c not in model]
-        if not outside:
-            break
-        scores = []
-        for c in outside:
-            try:
-                s = score_for(model, c)
-            except np.linalg.LinAlgError:
-                s = np.nan
-            scores.append((c, s, stats.chi2.sf(s, 1) if np.isfinite(s) else np.nan))
-        usable = [s for s in scores if np.isfinite(s[2])]
-        if not usable:
-            break
-        best_p = min(s[2] for s in usable)
-        best = next(s for s in usable if s[2] <= best_p + 1e-12)
-        if best[2] >= p_enter:
-            break
-        new_model = [*model, best[0]]
-        if frozenset(new_model) in visited:
-            break
-        fit(tuple(new_model))
-        model = new_model
-        visited.add(frozenset(model))
-        step += 1
-        while model and step < max_steps:
-            ll_full = loglik(model)
-            lrs = []
-            for c in model:
-                rest = [m for m in model if m != c]
-                lr = max(2.0 * (ll_full - loglik(rest)), 0.0)
-                lrs.append((c, stats.chi2.sf(lr, 1)))
-            worst_p = max(s[1] for s in lrs)
-            worst = next(s for s in lrs if s[1] >= worst_p - 1e-12)
-            if worst[1] <= p_remove:
-                break
-            model = [m for m in model if m != worst[0]]
-            visited.add(frozenset(model))
-            step += 1
+    engine = ForwardLR(cands,
+                       fit=lambda model: _coxfast.fit(data, columns(model), model),
+                       null_loglik=lambda: _coxfast.loglik0(data),
+                       score=lambda model, beta: _coxfast.score_statistic(data, columns(model), beta))
+    model = engine.run(p_enter, p_remove).selected
     if not model:
         return [], np.zeros(0)
-    f = fit(tuple(model))
-    key = tuple(sorted(model, key=col.get))
-    coef = dict(zip(key, f.beta))
-    return list(model), np.array([coef[c] for c in model])
+    return list(model), engine.coefficients(model)
+
+
+def _univariate_wald_p(data: _coxfast.CoxData, X: np.ndarray, names: Sequence[str]) -> dict[str, float]:
+    """Wald p of each covariate alone (NaN where its model cannot be fitted), on the fast engine."""
+    out = {}
+    for j, c in enumerate(names):
+        try:
+            f = _coxfast.fit(data, X[:, [j]], [c])
+        except StatisticsError:
+            out[c] = float("nan")
+            continue
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[c] = float(2.0 * stats.norm.sf(abs(f.beta[0]) * np.sqrt(f.info[0, 0])))
+    return out
 
 
 def _calibration_slope(data: _coxfast.CoxData, lp: np.ndarray) -> float:
@@ -439,7 +383,7 @@ def bootstrap_optimism(
     .. [2] Harrell FE. *Regression Modeling Strategies*, 2nd ed. 2015, §5.3.5.
     .. [3] R package ``rms``, function ``validate.cph``.
     """
-    ties = _check_ties(ties)
+    ties = check_ties(ties)
     candidates = list(dict.fromkeys([candidates] if isinstance(candidates, str) else candidates))
     if not candidates:
         raise StatisticsError("bootstrap_optimism: no candidate covariates")
@@ -461,7 +405,7 @@ def bootstrap_optimism(
                              p_remove=p_remove, ties=ties, selection=selection)
     apparent_model = None
     if selection == "stepwise" and sel:
-        kept = _screened(t, e, X, candidates, screen_p, ties)
+        kept = univariate_screen(_univariate_wald_p(_coxfast.CoxData(t, e, ties), X, candidates), screen_p)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", QCWarning)
             apparent_model = cox_forward_stepwise(sub, duration, event, kept, p_enter, p_remove, ties)
@@ -503,34 +447,9 @@ def bootstrap_optimism(
                           int(n_boot), n_failed, seed)
 
 
-def _screened(t, e, X, names, screen_p, ties) -> list[str]:
-    if screen_p is None:
-        return list(names)
-    data = _coxfast.CoxData(t, e, ties)
-    kept = []
-    for j, c in enumerate(names):
-        try:
-            f = _coxfast.fit(data, X[:, [j]], [c])
-        except StatisticsError:
-            continue
-        with np.errstate(divide="ignore", invalid="ignore"):
-            p = 2.0 * stats.norm.sf(abs(f.beta[0]) * np.sqrt(f.info[0, 0]))
-        if np.isfinite(p) and p <= screen_p:
-            kept.append(c)
-    return kept
-
-
 # ---------------------------------------------------------------------------------------------
 # public: cutoff stability
 # ---------------------------------------------------------------------------------------------
-
-def _youden(s: np.ndarray, y: np.ndarray) -> float:
-    """Youden-optimal observed cutoff with the 'highest cutoff' tie rule of ``roc_cutoff``."""
-    curve = _curve(s, y).iloc[1:]
-    P, N = int(y.sum()), int((~y).sum())
-    key = curve["tp"].to_numpy() * N + curve["tn"].to_numpy() * P
-    return float(curve["cutoff"].to_numpy()[int(np.flatnonzero(key == key.max())[0])])
-
 
 def _cutoff_chunk(ids, seqs, p: dict) -> list[dict]:
     s, y = p["s"], p["y"]
@@ -538,7 +457,7 @@ def _cutoff_chunk(ids, seqs, p: dict) -> list[dict]:
     for i, seq in zip(ids, seqs):
         idx = np.random.default_rng(seq).integers(0, s.size, s.size)
         sb, yb = s[idx], y[idx]
-        cut = _youden(sb, yb) if 0 < yb.sum() < yb.size else np.nan
+        cut = youden_optimum(sb, yb)[0] if 0 < yb.sum() < yb.size else np.nan
         out.append({"resample": i, "cutoff": cut})
     return out
 
@@ -597,10 +516,10 @@ def bootstrap_cutoff(score, positive, n_boot: int = 1000, seed: int | None = 202
     >>> r["cutoff"], r["n_valid"] <= 200
     (0.7, True)
     """
-    s, y = _inputs(score, positive)
+    s, y = check_binary_scores(score, positive)
     if n_boot < 1:
         raise StatisticsError(f"n_boot must be ≥ 1, got {n_boot}")
-    cut0 = _youden(s, y)
+    cut0 = youden_optimum(s, y)[0]
     rows = _run_resamples({"s": s, "y": y},
                           n_boot, seed, n_jobs, progress, "bootstrap cutoff", func=_cutoff_chunk)
     draws = np.array([r["cutoff"] for r in rows], dtype=float)
