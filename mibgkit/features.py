@@ -23,7 +23,7 @@ from .segment import mtv_mask
 from .shape import shape_features
 from .voi import reference_uptake
 
-#: The SPEC §1 feature columns, in report order.
+#: The feature columns (README "Input schema" and "Conventions"), in report order.
 FEATURE_COLUMNS = (
     "tmax", "tmean", "lmax", "lmean", "mmax", "mmean",
     "tmax_lmax", "tmean_lmean", "tmax_lmean", "tmax_mmax", "tmean_mmean",
@@ -123,7 +123,7 @@ def image_features(
     mtv_params: Mapping | None = None,
     organ_masks: Mapping[str, sitk.Image] | None = None,
 ) -> dict:
-    """The SPEC §1 features of one patient from images already in memory.
+    """The features of one patient (:data:`FEATURE_COLUMNS`) from images already in memory.
 
     Parameters
     ----------

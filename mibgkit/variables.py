@@ -14,7 +14,7 @@ import pandas as pd
 
 
 @dataclass(frozen=True)
-class Variable:
+class Covariate:
     name: str       # column in the analysis table
     label: str      # as the paper prints it
     unit: str       # HR is per one of these
@@ -22,20 +22,20 @@ class Variable:
 
 
 #: Table 2's variables in the paper's order.
-TABLE2_VARIABLES: tuple[Variable, ...] = (
-    Variable("age_group", "Age group", "≥ 18 months vs < 18 months", "age_months"),
-    Variable("idrf_number", "IDRF number", "per IDRF", "idrf_number"),
-    Variable("uptake_extent", "Extent of uptake", "above liver vs muscle–liver", "uptake_extent"),
-    Variable("curie_score", "Curie score", "per point", "curie_score"),
-    Variable("bone_marrow_metastasis", "Bone/BM metastasis", "yes vs no", "bone_marrow_metastasis"),
-    Variable("histology", "Histology", "NB vs GNB", "histology"),
-    Variable("max_diameter_cm", "Maximum diameter", "per cm", "max_diameter_mm"),
-    Variable("tmax_lmax", "Tmax/Lmax", "per unit of ratio", "tmax_lmax"),
-    Variable("tmean_lmean", "Tmean/Lmean", "per unit of ratio", "tmean_lmean"),
-    Variable("tmax_lmean", "Tmax/Lmean", "per unit of ratio", "tmax_lmean"),
-    Variable("tmax_mmax", "Tmax/Mmax", "per unit of ratio", "tmax_mmax"),
-    Variable("tmean_mmean", "Tmean/Mmean", "per unit of ratio", "tmean_mmean"),
-    Variable("asphericity", "ASP", "per unit of ASP (1.0 = 100 %)", "asphericity"),
+TABLE2_VARIABLES: tuple[Covariate, ...] = (
+    Covariate("age_group", "Age group", "≥ 18 months vs < 18 months", "age_months"),
+    Covariate("idrf_number", "IDRF number", "per IDRF", "idrf_number"),
+    Covariate("uptake_extent", "Extent of uptake", "above liver vs muscle–liver", "uptake_extent"),
+    Covariate("curie_score", "Curie score", "per point", "curie_score"),
+    Covariate("bone_marrow_metastasis", "Bone/BM metastasis", "yes vs no", "bone_marrow_metastasis"),
+    Covariate("histology", "Histology", "NB vs GNB", "histology"),
+    Covariate("max_diameter_cm", "Maximum diameter", "per cm", "max_diameter_mm"),
+    Covariate("tmax_lmax", "Tmax/Lmax", "per unit of ratio", "tmax_lmax"),
+    Covariate("tmean_lmean", "Tmean/Lmean", "per unit of ratio", "tmean_lmean"),
+    Covariate("tmax_lmean", "Tmax/Lmean", "per unit of ratio", "tmax_lmean"),
+    Covariate("tmax_mmax", "Tmax/Mmax", "per unit of ratio", "tmax_mmax"),
+    Covariate("tmean_mmean", "Tmean/Mmean", "per unit of ratio", "tmean_mmean"),
+    Covariate("asphericity", "ASP", "per unit of ASP (1.0 = 100 %)", "asphericity"),
 )
 
 LABELS = {v.name: v.label for v in TABLE2_VARIABLES}
@@ -78,28 +78,28 @@ def covariates(table: pd.DataFrame) -> pd.DataFrame:
 
 def table1_variables():
     """Table 1's rows as :class:`mibgkit.stats.Variable` specs, in the paper's order."""
-    from .stats import Variable
+    from .stats.describe import Variable
 
     yes_no = ("no", "yes")
     return [
-        Variable("sex", "Sex", "categorical", ("M", "F")),
-        Variable("age_months", "Age at diagnosis", unit="months"),
-        Variable("age_group", "Age group", "categorical", ("<18 mo", "18 mo–5 y", "≥5 y")),
-        Variable("primary_site", "Primary tumour site", "categorical", ("abdomen", "mediastinum", "pelvis")),
-        Variable("idrf", "IDRF", "categorical", ("positive", "negative")),
-        Variable("idrf_number", "IDRF number"),
-        Variable("curie_score", "Curie score"),
-        Variable("uptake_extent", "Extent of MIBG uptake", "categorical", ("muscle_to_liver", "above_liver")),
-        Variable("bone_marrow_metastasis", "Bone/bone-marrow metastasis", "categorical", yes_no),
-        Variable("histology", "Histology", "categorical", ("NB", "GNB")),
-        Variable("nse_ng_ml", "NSE", unit="ng/ml"),
-        Variable("ldh_u_l", "LDH", unit="U/l"),
-        Variable("mycn", "MYCN", "categorical", ("normal", "amplified")),
-        Variable("del_1p36", "1p36 aberration", "categorical", yes_no),
-        Variable("del_11q23", "11q23 aberration", "categorical", yes_no),
-        Variable("asphericity", "ASP", digits=2),
-        Variable("neoadjuvant_chemo", "Neoadjuvant chemotherapy", "categorical", yes_no),
-        Variable("surgery", "Surgery", "categorical", yes_no),
-        Variable("postoperative_chemo", "Postoperative chemotherapy", "categorical", yes_no),
-        Variable("radiotherapy", "Radiotherapy", "categorical", yes_no),
+        Covariate("sex", "Sex", "categorical", ("M", "F")),
+        Covariate("age_months", "Age at diagnosis", unit="months"),
+        Covariate("age_group", "Age group", "categorical", ("<18 mo", "18 mo–5 y", "≥5 y")),
+        Covariate("primary_site", "Primary tumour site", "categorical", ("abdomen", "mediastinum", "pelvis")),
+        Covariate("idrf", "IDRF", "categorical", ("positive", "negative")),
+        Covariate("idrf_number", "IDRF number"),
+        Covariate("curie_score", "Curie score"),
+        Covariate("uptake_extent", "Extent of MIBG uptake", "categorical", ("muscle_to_liver", "above_liver")),
+        Covariate("bone_marrow_metastasis", "Bone/bone-marrow metastasis", "categorical", yes_no),
+        Covariate("histology", "Histology", "categorical", ("NB", "GNB")),
+        Covariate("nse_ng_ml", "NSE", unit="ng/ml"),
+        Covariate("ldh_u_l", "LDH", unit="U/l"),
+        Covariate("mycn", "MYCN", "categorical", ("normal", "amplified")),
+        Covariate("del_1p36", "1p36 aberration", "categorical", yes_no),
+        Covariate("del_11q23", "11q23 aberration", "categorical", yes_no),
+        Covariate("asphericity", "ASP", digits=2),
+        Covariate("neoadjuvant_chemo", "Neoadjuvant chemotherapy", "categorical", yes_no),
+        Covariate("surgery", "Surgery", "categorical", yes_no),
+        Covariate("postoperative_chemo", "Postoperative chemotherapy", "categorical", yes_no),
+        Covariate("radiotherapy", "Radiotherapy", "categorical", yes_no),
     ]

@@ -1,4 +1,4 @@
-"""3D Slicer segmentations, labelmaps and markups (SPEC §2: ROI by exact segment name, shared layers,
+"""3D Slicer segmentations, labelmaps and markups (ROI by exact segment name, shared layers,
 LPS/RAS markups)."""
 
 from __future__ import annotations

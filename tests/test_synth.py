@@ -16,7 +16,8 @@ import pytest
 
 from mibgkit.synth import clinical
 from mibgkit.synth.anatomy import Grid
-from mibgkit.synth.clinical import ASP_CUTOFF, TMAX_LMAX_CUTOFF, apportion, cox_wald_p, design_cohort
+from mibgkit.synth.clinical import ASP_CUTOFF, TMAX_LMAX_CUTOFF, apportion, design_cohort
+from mibgkit.synth.clinical import _wald_p as cox_wald_p
 from mibgkit.synth.generate import CLINICAL_FIELDS, MANIFEST_FIELDS, generate_cohort
 from mibgkit.synth.tumour import draw_tumour, inside
 

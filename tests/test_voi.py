@@ -1,4 +1,4 @@
-"""Sphere VOIs against a brute-force numpy computation and the SPEC's radii."""
+"""Sphere VOIs against a brute-force numpy computation and the radii of the voxel-centre rule."""
 
 import math
 import warnings

@@ -44,10 +44,18 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
+
+from .. import paper
+from ..errors import StatisticsError
+from ..manifest import CLINICAL_COLUMNS as _CLINICAL_SCHEMA
+from ..stats import _coxfast
+from ..stats.timeroc import DAYS_PER_MONTH
+from .identities import IDENTITY_COLUMNS, fake_identities
+from .youden import youden_robust, youden_targets
 
 __all__ = [
     "DEFAULT_SEED",
@@ -64,29 +72,22 @@ __all__ = [
 DEFAULT_SEED = 20250331
 
 #: Size of the published cohort; the design counts below are for this n.
-STUDY_N = 50
+STUDY_N = paper.N_PATIENTS
 
 #: Published ROC cut-offs (Table 3); ``score >= cutoff`` is positive.
-TMAX_LMAX_CUTOFF = 6.278
-ASP_CUTOFF = 0.342
+TMAX_LMAX_CUTOFF = float(paper.TABLE3.at["tmax_lmax", "cutoff"])
+ASP_CUTOFF = float(paper.TABLE3.at["asphericity", "cutoff"])
 
-#: Columns of ``clinical.csv`` that a report may use (Table 1 variables and the event type).
-CLINICAL_COLUMNS = (
-    "patient_id", "sex", "age_months", "primary_site", "idrf", "idrf_number", "curie_score",
-    "uptake_extent", "bone_marrow_metastasis", "histology", "nse_ng_ml", "ldh_u_l", "mycn",
-    "del_1p36", "del_11q23", "neoadjuvant_chemo", "surgery", "postoperative_chemo", "radiotherapy",
-    "event_type",
-)
-
-#: Identity columns a hospital export carries; never meant for a report.
-IDENTITY_COLUMNS = ("patient_name", "birth_date", "hospital_mrn")
+#: Columns of ``clinical.csv`` that a report may use: the clinical table's schema.
+CLINICAL_COLUMNS = tuple(c.name for c in _CLINICAL_SCHEMA)
 
 # --------------------------------------------------------------------------------------------
 # The study's design (n = 50). Counts, not probabilities: they are scaled to other n.
+# Published counts come from mibgkit.paper; the rest are design choices, stated here.
 # --------------------------------------------------------------------------------------------
 
 #: Event types among the 11 events (2 relapse, 2 progression, 7 deaths).
-_EVENT_TYPES = {"death": 7, "relapse": 2, "progression": 2}
+_EVENT_TYPES = {k: paper.EVENT_TYPES[k] for k in ("death", "relapse", "progression")}
 _N_EVENTS = sum(_EVENT_TYPES.values())
 
 #: (Tmax/Lmax high, ASP high) -> count, for events and for event-free patients (Table 3).
@@ -95,37 +96,41 @@ _IMAGE_CLASSES = {
     0: {(1, 1): 1, (1, 0): 3, (0, 1): 3, (0, 0): 32},
 }
 
-#: Bone/bone-marrow metastasis among events and among event-free patients (8 of 17 had events).
-_METASTASIS = {1: 8, 0: 9}
+#: Bone/bone-marrow metastasis among events (8 of the 17; the paper does not give the split).
+_METASTASIS = {1: 8, 0: paper.TABLE1_COUNTS["bone_marrow_metastasis"]["yes"] - 8}
+
+
+def _published(variable: str, rename: Mapping | None = None) -> dict[str, int]:
+    """Table 1's counts of a variable with the design's level names ("" = not known)."""
+    rename = dict(rename or {})
+    return {rename.get(k, "" if k is None else k): v for k, v in paper.TABLE1_COUNTS[variable].items()}
+
+
+def _known(variable: str) -> dict[str, int]:
+    known = int(paper.TABLE1_CONTINUOUS[variable]["n"])
+    return {"yes": known, "no": STUDY_N - known}
+
 
 _MARGINS: dict[str, dict[str, int]] = {
-    "sex": {"M": 25, "F": 25},
-    "age_group": {"<18m": 18, "18m-5y": 18, ">=5y": 14},
-    "primary_site": {"abdomen": 39, "mediastinum": 7, "pelvis": 4},
-    "idrf": {"positive": 30, "negative": 20},
-    "uptake_extent": {"above_liver": 31, "muscle_to_liver": 19},
-    "histology": {"NB": 33, "GNB": 17},
-    "nse_known": {"yes": 37, "no": 13},
-    "ldh_known": {"yes": 30, "no": 20},
-    "mycn": {"normal": 33, "amplified": 4, "": 13},
-    "del_1p36": {"no": 30, "yes": 2, "": 18},
-    "del_11q23": {"no": 30, "yes": 5, "": 15},
-    "neoadjuvant_chemo": {"yes": 23, "no": 27},
-    "surgery": {"yes": 50, "no": 0},
-    "postoperative_chemo": {"yes": 31, "no": 19},
-    "radiotherapy": {"yes": 13, "no": 37},
+    "sex": _published("sex"),
+    "age_group": _published("age_group", {"<18 mo": "<18m", "18 mo–5 y": "18m-5y", "≥5 y": ">=5y"}),
+    **{v: _published(v) for v in ("primary_site", "idrf", "uptake_extent", "histology")},
+    "nse_known": _known("nse_ng_ml"),
+    "ldh_known": _known("ldh_u_l"),
+    **{v: _published(v) for v in ("mycn", "del_1p36", "del_11q23", "neoadjuvant_chemo", "surgery",
+                                  "postoperative_chemo", "radiotherapy")},
 }
 
 #: Published ranges kept as design anchors (age 1–102 months, median 37; IDRF 0–7; Curie 0–28).
-_AGE_RANGE = (1, 102)
-_AGE_MEDIAN = 37
-_IDRF_MAX = 7
-_CURIE_MAX = 28
+_AGE_RANGE = tuple(int(paper.TABLE1_CONTINUOUS["age_months"][k]) for k in ("min", "max"))
+_AGE_MEDIAN = int(paper.TABLE1_CONTINUOUS["age_months"]["median"])
+_IDRF_MAX = int(paper.TABLE1_CONTINUOUS["idrf_number"]["max"])
+_CURIE_MAX = int(paper.TABLE1_CONTINUOUS["curie_score"]["max"])
 
 #: Data cut-off (end of follow-up) and follow-up window, days (2.5–74 months of 30.4375 days).
 _CUTOFF_DATE = _dt.date(2024, 12, 31)
-_MIN_FOLLOW_UP_DAYS = 76
-_MAX_FOLLOW_UP_DAYS = 2252
+_MIN_FOLLOW_UP_DAYS = int(paper.FOLLOW_UP_MONTHS["min"] * DAYS_PER_MONTH)
+_MAX_FOLLOW_UP_DAYS = int(paper.FOLLOW_UP_MONTHS["max"] * DAYS_PER_MONTH)
 
 # --------------------------------------------------------------------------------------------
 # helpers
@@ -335,10 +340,6 @@ _AGE_GROUPS = {1: {"<18m": 1, "18m-5y": 6, ">=5y": 4}, 0: {"<18m": 17, "18m-5y":
 _TL_REALISED = 0.045
 _ASP_REALISED = 0.032
 
-#: Extra true negatives above each false negative (true positives below each false positive),
-#: beyond the least that keeps the published split the Youden optimum.
-_YOUDEN_SLACK = 2
-
 #: Whole-design redraws allowed for the study's n.
 _STUDY_ATTEMPTS = 400
 
@@ -460,7 +461,7 @@ def _draw_design(n: int, rng: np.random.Generator, *, study: bool) -> dict | Non
             nuisance, extent = draw, ext
             break
         feats = {**_predicted_features(draw), "uptake_extent": (ext == "above_liver").astype(float)}
-        margin = min(math.log(cox_wald_p(efs_days, event, feats[k])) - math.log(0.05)
+        margin = min(math.log(_wald_p(efs_days, event, feats[k])) - math.log(0.05)
                      for k in (*TABLE2_NOT_SIGNIFICANT, "uptake_extent"))
         if margin >= math.log(2.0):  # every p at least twice 0.05
             nuisance, extent = draw, ext
@@ -504,116 +505,6 @@ def _draw_design(n: int, rng: np.random.Generator, *, study: bool) -> dict | Non
     }
 
 
-def _apart_below(y: float, apart: float, relative: bool) -> float:
-    """The largest target whose realisation cannot reach that of a target ``y``."""
-    return y * (1.0 - apart) / (1.0 + apart) if relative else y - 2.0 * apart
-
-
-def _apart_above(y: float, apart: float, relative: bool) -> float:
-    """The smallest target whose realisation cannot fall to that of a target ``y``."""
-    return y * (1.0 + apart) / (1.0 - apart) if relative else y + 2.0 * apart
-
-
-def youden_targets(rng, high, event, *, tn, fn_floor, tp, tp_floor, fp, apart, relative) -> np.ndarray:
-    """Targets of one marker whose Youden-optimal cut-off splits the classes as designed.
-
-    ``high`` (0/1) is each patient's class (above or below the published cut-off), ``event``
-    the outcome. With ``P`` events and ``N`` event-free patients, Youden's J at a cut-off is
-    proportional to ``TP·N + TN·P``, so the split between the classes is the (highest) optimum
-    exactly when
-
-    * going down into the low class, every false negative has more than ``j·N/P`` true negatives
-      above it (``j`` = its rank among the false negatives, from the top), and
-    * going up into the high class, every false positive has more than ``k·P/N`` true positives
-      below it (``k`` = its rank among the false positives, from the bottom).
-
-    The targets are placed so that this holds with :data:`_YOUDEN_SLACK` to spare for any
-    realisation within ``apart`` of each target (relative or absolute).
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    high, event : array of 0/1
-    tn, tp, fp : callable ``k -> k targets``
-        Class-conditional draws for true negatives, true positives and false positives.
-    fn_floor : float
-        Lowest target of a false negative.
-    tp_floor : (float, float)
-        Range of the lowest true positive's target (just above the cut-off's margin).
-    apart : float
-        Realisation tolerance; ``relative`` says whether it is relative.
-
-    Returns
-    -------
-    numpy.ndarray
-        One target per patient.
-    """
-    high = np.asarray(high)
-    event = np.asarray(event)
-    out = np.empty(high.size)
-    n_pos, n_neg = int(event.sum()), int((event == 0).sum())
-    fn_idx = np.flatnonzero((high == 0) & (event == 1))
-    tn_idx = np.flatnonzero((high == 0) & (event == 0))
-    tp_idx = np.flatnonzero((high == 1) & (event == 1))
-    fp_idx = np.flatnonzero((high == 1) & (event == 0))
-
-    v = np.sort(tn(tn_idx.size))[::-1]
-    x = np.empty(fn_idx.size)
-    cap = np.inf
-    for j in range(1, fn_idx.size + 1):
-        need = (j * n_neg) // max(n_pos, 1) + 1 + _YOUDEN_SLACK
-        ub = cap if v.size == 0 else min(cap, _apart_below(v[min(need, v.size) - 1], apart, relative))
-        if not np.isfinite(ub):
-            ub = fn_floor * 2.0
-        x[j - 1] = fn_floor + (ub - fn_floor) * rng.uniform(0.1, 0.9) if ub > fn_floor else ub
-        cap = x[j - 1]
-    out[tn_idx] = rng.permutation(v)
-    out[fn_idx] = rng.permutation(x)
-
-    t = np.sort(tp(tp_idx.size))
-    if t.size:
-        t[0] = rng.uniform(*tp_floor)
-        t = np.sort(t)
-    f = np.sort(fp(fp_idx.size))
-    for k in range(1, f.size + 1):
-        need = (k * n_pos) // max(n_neg, 1) + 1 + (_YOUDEN_SLACK if k > 1 else 0)
-        if t.size:
-            f[k - 1] = max(f[k - 1], _apart_above(t[min(need, t.size) - 1], apart, relative) * 1.005)
-        if k > 1:
-            f[k - 1] = max(f[k - 1], f[k - 2])
-    out[tp_idx] = rng.permutation(t)
-    out[fp_idx] = rng.permutation(f)
-    return out
-
-
-def youden_robust(values, high, event, apart: float, relative: bool) -> bool:
-    """Whether the split between the classes is the unique Youden optimum for every realisation
-    of ``values`` within ``apart`` (relative or absolute) — with ``apart = 0``, for the values
-    themselves (ties: the highest cut-off wins, as in :func:`mibgkit.stats.roc_cutoff`)."""
-    x = np.asarray(values, float)
-    high = np.asarray(high).astype(bool)
-    event = np.asarray(event).astype(bool)
-    n_pos, n_neg = int(event.sum()), int((~event).sum())
-    lo = x * (1 - apart) if relative else x - apart
-    hi = x * (1 + apart) if relative else x + apart
-    # Down into the low class: at every false negative's highest realisation, the false
-    # negatives that may lie above it against the true negatives that surely do.
-    fn, tn = ~high & event, ~high & ~event
-    for b in hi[fn]:
-        if int((hi[fn] >= b).sum()) * n_neg - int((lo[tn] >= b).sum()) * n_pos >= 0:
-            return False
-    # Up into the high class: the lowest member must surely be a true positive, and above each
-    # false positive's lowest realisation the true positives surely below must outweigh it.
-    tp, fp = high & event, high & ~event
-    if fp.any():
-        if not tp.any() or hi[tp].min() >= lo[fp].min():
-            return False
-        for a in lo[fp]:
-            if int((hi[tp] < a).sum()) * n_neg - int((lo[fp] <= a).sum()) * n_pos <= 0:
-                return False
-    return True
-
-
 def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -> float:
     """How robustly a study-size design shows the published analysis pattern: -1 when it fails
     outright, else the share of realisations (up to the first failure) whose stepwise model is
@@ -641,11 +532,11 @@ def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -
     fixed = {"bone_marrow_metastasis": bm, "curie_score": np.asarray(cols["curie_score"], float),
              "idrf_number": np.asarray(cols["idrf_number"], float)}
     for name, x in fixed.items():
-        if not cox_wald_p(t, e, x) < 0.04:  # clinical variables are not measured: exact
+        if not _wald_p(t, e, x) < 0.04:  # clinical variables are not measured: exact
             return -1.0
     age = (np.asarray(cols["age_months"]) >= 18).astype(float)
     nb = (np.asarray(cols["histology"]) == "NB").astype(float)
-    if not (cox_wald_p(t, e, age) > 0.05 and cox_wald_p(t, e, nb) > 0.05):
+    if not (_wald_p(t, e, age) > 0.05 and _wald_p(t, e, nb) > 0.05):
         return -1.0
     n = t.size
     realised = []
@@ -653,7 +544,7 @@ def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -
         r_tl = tl * np.exp(rng.uniform(-0.03, 0.03, n))
         r = {**fixed, "tmax_lmax": r_tl, "asphericity": asp + rng.uniform(-0.025, 0.025, n),
              "tmax_lmean": r_tl * _LMAX_OVER_LMEAN * np.exp(_LMAX_OVER_LMEAN_LOGSD * rng.standard_normal(n))}
-        if not all(cox_wald_p(t, e, r[k]) < 0.02 for k in ("tmax_lmax", "asphericity", "tmax_lmean")):
+        if not all(_wald_p(t, e, r[k]) < 0.02 for k in ("tmax_lmax", "asphericity", "tmax_lmean")):
             return -1.0
         realised.append(r)
     order = list(TABLE2_SIGNIFICANT)
@@ -668,15 +559,6 @@ def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -
         if set(sel) != {"bone_marrow_metastasis", "tmax_lmax", "asphericity"}:
             return passed / n_checks
     return 1.0
-
-
-def _class_targets(rng, high: np.ndarray, event: np.ndarray, draws: Mapping) -> np.ndarray:
-    """Draw a target per patient from the distribution of its (class, event) cell."""
-    out = np.empty(high.size)
-    for (h, e), draw in draws.items():
-        idx = np.flatnonzero((high == h) & (event == e))
-        out[idx] = draw(idx.size)
-    return out
 
 
 def _nuisance_targets(rng, tl, asp, body_scale, avid) -> dict[str, np.ndarray]:
@@ -738,86 +620,21 @@ TABLE2_SIGNIFICANT = ("bone_marrow_metastasis", "tmax_lmax", "tmax_lmean", "asph
 TABLE2_NOT_SIGNIFICANT = ("tmean_lmean", "tmean_mmean", "tmax_mmax", "max_diameter_mm")
 
 
-def cox_wald_p(time, event, x) -> float:
-    """Wald p of a univariate Cox model (Breslow ties), by Newton–Raphson.
+def _wald_p(time, event, x) -> float:
+    """Wald p of a univariate Cox model (Breslow ties) on the package's partial likelihood.
 
-    A small, dependency-free check used while drawing the design; the statistics of the workbook
-    live in :mod:`mibgkit.stats`.
-
-    Parameters
-    ----------
-    time : array_like
-        Follow-up times.
-    event : array_like
-        1 = event, 0 = censored.
-    x : array_like
-        Covariate (yes/no strings are read as 1/0).
-
-    Returns
-    -------
-    float
-        Two-sided Wald p for β = 0 (1.0 when the covariate is constant).
+    :mod:`mibgkit.stats._coxfast` fits it; 1.0 for a constant covariate or no events, 0.0 where
+    the likelihood is monotone (separation, β → ∞: the design then certainly separates).
     """
-    from math import erfc, sqrt
-
-    t = np.asarray(time, float)
-    d = np.asarray(event, float)
-    x = np.asarray([1.0 if v == "yes" else 0.0 if v == "no" else float(v) for v in x])
-    if x.std() == 0 or d.sum() == 0:
+    x = np.asarray(x, dtype=float)
+    e = np.asarray(event, dtype=float)
+    if np.ptp(x) == 0 or e.sum() == 0:
         return 1.0
-    x = (x - x.mean()) / x.std()
-    order = np.argsort(t, kind="stable")
-    t, d, x = t[order], d[order], x[order]
-    _, first = np.unique(t, return_index=True)
-    start = np.repeat(first, np.diff(np.append(first, t.size)))  # first index of each tie group
-    def derivatives(beta):
-        w = np.exp(beta * x)
-        s0 = np.cumsum(w[::-1])[::-1][start]
-        s1 = np.cumsum((w * x)[::-1])[::-1][start]
-        s2 = np.cumsum((w * x * x)[::-1])[::-1][start]
-        mean = s1 / s0
-        loglik = float(np.sum(d * (beta * x - np.log(s0))))
-        return loglik, float(np.sum(d * (x - mean))), float(np.sum(d * (s2 / s0 - mean**2)))
-
-    beta = 0.0
-    loglik, score, info = derivatives(beta)
-    for _ in range(100):
-        if info <= 0:
-            return 1.0
-        step = score / info
-        while True:  # step halving keeps the partial likelihood increasing
-            new = derivatives(beta + step)
-            if new[0] >= loglik - 1e-12 or abs(step) < 1e-12:
-                break
-            step /= 2.0
-        beta += step
-        loglik, score, info = new
-        if abs(step) < 1e-10:
-            break
-        if abs(beta) > 30:
-            return 0.0
-    return erfc(abs(beta) * sqrt(info) / sqrt(2.0))
-
-
-def table2_margin(time, event, features: Mapping[str, np.ndarray]) -> float:
-    """Smallest log-distance of a univariate Cox p from 0.05 on Table 2's side (negative = wrong side)."""
-    margins = [math.log(0.05) - math.log(max(cox_wald_p(time, event, features[k]), 1e-300))
-               for k in TABLE2_SIGNIFICANT if k in features]
-    margins += [math.log(cox_wald_p(time, event, features[k])) - math.log(0.05)
-                for k in TABLE2_NOT_SIGNIFICANT if k in features]
-    return min(margins)
-
-
-def table2_pattern(time, event, features: Mapping[str, np.ndarray], *, sig_below: float = 0.05,
-                   ns_above: float = 0.05) -> bool:
-    """Whether univariate Cox p-values show Table 2's pattern (significant vs not)."""
-    for name in TABLE2_SIGNIFICANT:
-        if name in features and not cox_wald_p(time, event, features[name]) < sig_below:
-            return False
-    for name in TABLE2_NOT_SIGNIFICANT:
-        if name in features and not cox_wald_p(time, event, features[name]) > ns_above:
-            return False
-    return True
+    try:
+        f = _coxfast.fit(_coxfast.CoxData(np.asarray(time, float), e, "breslow"), x[:, None], ["x"])
+    except StatisticsError:
+        return 0.0
+    return math.erfc(abs(f.beta[0]) * math.sqrt(f.info[0, 0]) / math.sqrt(2.0))
 
 
 def _beta_ppf(q: np.ndarray, a: float = 1.3, b: float = 1.1) -> np.ndarray:
@@ -838,94 +655,3 @@ def _body_scale(age_months) -> np.ndarray:
     a = np.asarray(age_months, dtype=float)
     height_cm = 50.0 + 25.0 * (a / 12.0) ** 0.544  # 56 cm at 1 mo, 75 at 1 y, 110 at 5 y, 130 at 8.5 y
     return height_cm / 110.0
-
-
-# --------------------------------------------------------------------------------------------
-# identities (fake, but shaped like a hospital's)
-# --------------------------------------------------------------------------------------------
-
-_SURNAMES = (
-    "Albrechtsen", "Baranowska", "Castellanos", "Dragomirova", "Eriksdottir", "Fairbrother", "Gallardo",
-    "Hollingsworth", "Ilievska", "Jaroszewicz", "Kettleborough", "Lindqvist", "Marchetti", "Nakashima",
-    "Oyelaran", "Pemberton", "Quillfeldt", "Rasmussen", "Szczepanik", "Thorvaldsen", "Underwood",
-    "Valderrama", "Wetherall", "Yamaguchi", "Zielinska", "Abernathy", "Bergstrand", "Cavendish",
-    "Delacroix", "Esposito", "Fitzgerald", "Grimaldi", "Hargreaves", "Ivanisevic", "Kowalczyk",
-    "Lancaster", "Montgomery", "Nieuwenhuis", "Ostrowska", "Pellegrini", "Rosenkranz", "Sandoval",
-    "Tremblay", "Vasquez", "Wojciechowska", "Achterberg", "Blackwood", "Christiansen", "Dunmore",
-    "Eversleigh", "Featherstone", "Goldsworthy", "Heathcote", "Ingleby", "Kinsella", "Lockhart",
-    "Mirabelli", "Northcott", "Ormsby", "Penhaligon",
-)
-_GIVEN = {
-    "F": ("Anneliese", "Birgitta", "Clementine", "Dagny", "Eleonora", "Florentyna", "Gwendolyn",
-          "Henrietta", "Isadora", "Jacqueline", "Katarzyna", "Leocadia", "Marisol", "Nathalie",
-          "Ottilie", "Philippa", "Rosalind", "Seraphina", "Theodora", "Valentina", "Wilhelmina",
-          "Ximena", "Yolanda", "Zuzanna", "Annika", "Beatrix", "Cordelia", "Delphine", "Evangeline",
-          "Felicity", "Georgiana", "Honorata", "Imogen", "Juliana", "Kristiina", "Ludmila",
-          "Magdalena", "Noemi", "Octavia", "Perpetua"),
-    "M": ("Aurelio", "Bartholomew", "Casimir", "Demetrius", "Emmerich", "Fridtjof", "Gottfried",
-          "Horatio", "Ignatius", "Jaroslaw", "Konstantin", "Leopold", "Maximilian", "Nikodem",
-          "Octavian", "Peregrine", "Quentin", "Rupert", "Sebastiano", "Thaddeus", "Ulrich",
-          "Valentin", "Wenceslas", "Xavier", "Yannick", "Zbigniew", "Alaric", "Benedikt", "Cornelius",
-          "Desmond", "Evander", "Florian", "Gregorius", "Hieronymus", "Isidor", "Joachim", "Kasimir",
-          "Lysander", "Marcellus", "Norbert"),
-}
-
-#: Referring paediatric oncologists (fictitious), as DICOM person names.
-_PHYSICIANS = ("Wrenfield^Margarethe^^Dr", "Okonkwo-Lindahl^Tobias^^Dr", "Sauveterre^Ines^^Dr",
-               "Brackenridge^Aurelian^^Dr")
-
-#: The fictitious hospital every synthetic file claims to come from.
-INSTITUTION = "St. Aldric Children's Hospital"
-
-
-def _birth_date(scan: _dt.date, age_months: int, back_days: int) -> _dt.date:
-    """A birth date at which the child is ``age_months`` completed months old on ``scan``."""
-    y, m = divmod(scan.year * 12 + (scan.month - 1) - int(age_months), 12)
-    m += 1
-    day = min(scan.day, [31, 29 if (y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)) else 28, 31, 30, 31, 30,
-                         31, 31, 30, 31, 30, 31][m - 1])
-    anchor = _dt.date(y, m, day)
-    # Going back fewer days than the previous month has keeps the completed-month age.
-    return anchor - _dt.timedelta(days=int(back_days))
-
-
-def fake_identities(rng: np.random.Generator, sex: Sequence[str], age_months: Sequence[int],
-                    scan_dates: Sequence[_dt.date]) -> pd.DataFrame:
-    """Names, birth dates, hospital numbers and accession numbers, distinct per patient.
-
-    Parameters
-    ----------
-    rng : numpy.random.Generator
-    sex : sequence of {"M", "F"}
-    age_months : sequence of int
-        Completed months of age at the scan; birth dates are consistent with it.
-    scan_dates : sequence of datetime.date
-
-    Returns
-    -------
-    pandas.DataFrame
-        ``patient_name`` (DICOM person name ``Family^Given``), ``birth_date`` (ISO),
-        ``hospital_mrn`` (``SAC`` + 7 digits), ``accession_number`` (``A`` + year + 6 digits),
-        ``referring_physician``.
-    """
-    n = len(sex)
-    used: set[str] = set()
-    names, births, mrns, accs, doctors = [], [], [], [], []
-    mrn_numbers = rng.choice(9_000_000, size=n, replace=False) + 1_000_000
-    acc_numbers = rng.choice(900_000, size=n, replace=False) + 100_000
-    for i in range(n):
-        given = _GIVEN[str(sex[i])]
-        for attempt in range(100):
-            name = f"{_SURNAMES[rng.integers(len(_SURNAMES))]}^{given[rng.integers(len(given))]}"
-            if attempt >= 50:
-                name += f" {given[rng.integers(len(given))]}"
-            if name not in used:
-                break
-        used.add(name)
-        names.append(name)
-        births.append(_birth_date(scan_dates[i], int(age_months[i]), int(rng.integers(0, 28))).isoformat())
-        mrns.append(f"SAC{int(mrn_numbers[i]):07d}")
-        accs.append(f"A{scan_dates[i].year}{int(acc_numbers[i]):06d}")
-        doctors.append(_PHYSICIANS[int(rng.integers(len(_PHYSICIANS)))])
-    return pd.DataFrame({"patient_name": names, "birth_date": births, "hospital_mrn": mrns,
-                         "accession_number": accs, "referring_physician": doctors})

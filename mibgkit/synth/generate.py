@@ -46,7 +46,9 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import QCWarning
-from . import anatomy, clinical, tumour
+from . import anatomy, clinical, identities, tumour
+from .calibrate import calibrate_shape, roi_on_spect, solve_uptake
+from .export import write_patient
 from .anatomy import Grid
 from .clinical import ASP_CUTOFF, DEFAULT_SEED, STUDY_N, TMAX_LMAX_CUTOFF
 
@@ -58,7 +60,7 @@ MANIFEST_FIELDS = ("patient_id", "spect", "ct", "roi", "roi_segment", "markups",
                    "efs_event")
 
 #: Columns of the ``clinical.csv`` it writes (Table 1 variables, then hospital identity columns).
-CLINICAL_FIELDS = clinical.CLINICAL_COLUMNS + clinical.IDENTITY_COLUMNS
+CLINICAL_FIELDS = clinical.CLINICAL_COLUMNS + identities.IDENTITY_COLUMNS
 
 #: Siemens Symbia T16: 4.795 mm detector pixels for a 128 matrix; zoom 1.6 → 2.996875 mm.
 SPECT_MATRIX = 128
@@ -71,8 +73,6 @@ CT_PIXELS_MM = (1.3671875, 1.5234375, 1.640625, 1.7578125)
 CT_SLICE_MM = 5.0
 
 _TILE = 16  # Poisson noise is drawn in 16³ tiles, each from its own seeded stream.
-_ASP_TOL = 0.03  # accepted |ASP - target|
-_ASP_MARGIN = 0.012  # measured ASP must clear the cut-off by this much on the target's side
 _TL_TOL = 0.03  # accepted relative |Tmax/Lmax - target|
 _TL_MARGIN = 0.06  # measured Tmax/Lmax must clear the cut-off by this much
 
@@ -148,119 +148,6 @@ def _exam_grids(rng: np.random.Generator, body: anatomy.Body, tumour_centre: np.
     ct = Grid((n_ct, CT_MATRIX, CT_MATRIX), (ct_px, ct_px, ct_dz),
               (_round_mm(ct_cx - half_ct), _round_mm(ct_cy - half_ct), _round_mm(z_lo) + 0.11))
     return spect, ct
-
-
-def _nearest_points(target: Grid, source: Grid, lo, hi) -> tuple[np.ndarray, np.ndarray]:
-    """For the target voxels ``lo <= idx < hi``: the physical centres of the nearest source voxels.
-
-    This is what nearest-neighbour resampling of a mask on ``source`` onto ``target`` reads
-    (index rounded half up, as ITK does). Returns the points ``(n, 3)`` and whether each nearest
-    index lies inside ``source``.
-    """
-    sub = target.crop(lo, hi)
-    z, y, x = sub.axes()
-    o = np.asarray(source.origin)
-    s = np.asarray(source.spacing)
-    ix = np.floor((x - o[0]) / s[0] + 0.5)
-    iy = np.floor((y - o[1]) / s[1] + 0.5)
-    iz = np.floor((z - o[2]) / s[2] + 0.5)
-    ok_x = (ix >= 0) & (ix < source.shape[2])
-    ok_y = (iy >= 0) & (iy < source.shape[1])
-    ok_z = (iz >= 0) & (iz < source.shape[0])
-    px, py, pz = o[0] + ix * s[0], o[1] + iy * s[1], o[2] + iz * s[2]
-    zz, yy, xx = np.meshgrid(pz, py, px, indexing="ij")
-    okz, oky, okx = np.meshgrid(ok_z, ok_y, ok_x, indexing="ij")
-    pts = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
-    return pts, (okz & oky & okx).ravel()
-
-
-# --------------------------------------------------------------------------------------------
-# shape calibration
-# --------------------------------------------------------------------------------------------
-
-
-def _roi_on_spect(shape: tumour.TumourShape, amplitude: float, spect: Grid, drawn_on: Grid):
-    """The analyst's ROI (drawn on ``drawn_on``) as the pipeline sees it on the SPECT grid (crop)."""
-    r = tumour.reach_mm(shape, amplitude)
-    lo, hi = spect.box_around(shape.centre, r, margin_vox=1)
-    pts, ok = _nearest_points(spect, drawn_on, lo, hi)
-    mask = (tumour.inside(shape, pts, amplitude) & ok).reshape(tuple(hi - lo))
-    return mask, lo
-
-
-def _measure_shape(mask: np.ndarray, spacing_zyx) -> dict:
-    from ..shape import shape_features
-
-    if not mask.any():
-        return {"asphericity": math.nan, "max_diameter_mm": 0.0}
-    return shape_features(mask, spacing=spacing_zyx)
-
-
-def calibrate_shape(shape: tumour.TumourShape, target_asp: float, target_diameter_mm: float, spect: Grid,
-                    drawn_on: Grid, *, high: bool) -> tuple[tumour.TumourShape, float, dict]:
-    """Search the shape amplitude (and size) until the measured ASP meets its target.
-
-    Parameters
-    ----------
-    shape : TumourShape
-        Initial solid; its ``scale`` is adjusted towards ``target_diameter_mm``.
-    target_asp : float
-        Target asphericity (as :func:`mibgkit.shape.shape_features` reports it).
-    target_diameter_mm : float
-        Soft target for the maximum 3-D diameter, mm.
-    spect, drawn_on : Grid
-        The SPECT grid and the grid the analyst draws on (CT or SPECT).
-    high : bool
-        Whether the target lies above the published ASP cut-off; the accepted ASP must clear the
-        cut-off on that side.
-
-    Returns
-    -------
-    shape, amplitude, measured
-        The final solid, its amplitude and the shape features measured on the SPECT grid.
-    """
-    spacing_zyx = spect.spacing[::-1]
-
-    def ok_class(asp):
-        return asp >= ASP_CUTOFF + _ASP_MARGIN if high else asp <= ASP_CUTOFF - _ASP_MARGIN
-
-    def measure(sh, a):
-        mask, _ = _roi_on_spect(sh, a, spect, drawn_on)
-        return _measure_shape(mask, spacing_zyx)
-
-    best = None
-    a_cap = 3.0
-    for _round in range(4):
-        f0 = measure(shape, 0.0)
-        a, f = 0.0, f0
-        if f0["asphericity"] < target_asp - _ASP_TOL or not ok_class(f0["asphericity"]):
-            # Bracket the target by doubling the amplitude, then bisect.
-            lo_a, hi_a, f_hi = 0.0, 0.4, measure(shape, 0.4)
-            while f_hi["asphericity"] < target_asp and hi_a < a_cap:
-                lo_a, hi_a = hi_a, min(2.0 * hi_a, a_cap)
-                f_hi = measure(shape, hi_a)
-            a, f = hi_a, f_hi
-            if f_hi["asphericity"] >= target_asp:
-                for _ in range(14):
-                    if abs(f["asphericity"] - target_asp) <= _ASP_TOL and ok_class(f["asphericity"]):
-                        break
-                    mid = 0.5 * (lo_a + hi_a)
-                    a, f = mid, measure(shape, mid)
-                    if f["asphericity"] < target_asp:
-                        lo_a = mid
-                    else:
-                        hi_a = mid
-        miss = abs(f["asphericity"] - target_asp) + (0.0 if ok_class(f["asphericity"]) else 10.0)
-        ratio = target_diameter_mm / max(f["max_diameter_mm"], 1.0)
-        size_miss = abs(math.log(ratio))
-        cand = (miss + 0.05 * size_miss, shape, a, f)
-        if best is None or cand[0] < best[0]:
-            best = cand
-        if 0.88 <= ratio <= 1.12:
-            break
-        shape = shape.with_scale(shape.scale * float(np.clip(ratio, 0.4, 1.8)))
-    _, shape, a, f = best
-    return shape, a, f
 
 
 # --------------------------------------------------------------------------------------------
@@ -343,7 +230,7 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     shape, amplitude, _ = calibrate_shape(shape, target_asp, diameter, spect, drawn_on,
                                                     high=bool(row["asp_high"]))
     # The analyst places the reference spheres after seeing the tumour.
-    roi_crop, roi_lo = _roi_on_spect(shape, amplitude, spect, drawn_on)
+    roi_crop, roi_lo = roi_on_spect(shape, amplitude, spect, drawn_on)
     k, j, i = np.nonzero(roi_crop)
     tumour_pts = np.stack([spect.origin[0] + (i + roi_lo[2]) * spect.spacing[0],
                            spect.origin[1] + (j + roi_lo[1]) * spect.spacing[1],
@@ -451,7 +338,7 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
             b_t0 = ndimage.gaussian_filter(base, sigma_vox, mode="constant", truncate=3.5)
             b_t1 = ndimage.gaussian_filter(hot, sigma_vox, mode="constant", truncate=3.5)
         t0_r, t1_r = b_t0[roi_in_box], b_t1[roi_in_box]
-        c_t, eta, reached = _solve_uptake(bg_r, t0_r, t1_r, want_max, want_mean)
+        c_t, eta, reached = solve_uptake(bg_r, t0_r, t1_r, want_max, want_mean)
         if reached:
             break
 
@@ -466,7 +353,7 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
         if attempt < 6:  # re-solve with the Poisson excess actually seen, keeping the mean
             expected_peak = float(np.max(bg_r + c_t * (t0_r + eta * t1_r)))
             want_max = target_tl * m["lmax"]
-            c_t, eta, _ = _solve_uptake(bg_r, t0_r, t1_r, want_max, want_mean,
+            c_t, eta, _ = solve_uptake(bg_r, t0_r, t1_r, want_max, want_mean,
                                         excess_counts=m["tmax"] - expected_peak)
             peak = float(np.max(t0_r + eta * t1_r))
         else:
@@ -493,53 +380,10 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
 
     man = {}
     if write:
-        man = _write_patient(row, rng, Path(out_dir), body, spect, ct, spect_counts, seg_mask, seg_grid, shape,
+        man = write_patient(row, rng, Path(out_dir), body, spect, ct, spect_counts, seg_mask, seg_grid, shape,
                              (ct_tumour, ct_lo), necrosis, refs)
     clin = {k: row[k] for k in CLINICAL_FIELDS}
     return PatientResult(manifest=man, clinical=clin, measured=measured)
-
-
-def _solve_uptake(bg, t0, t1, want_max, want_mean, excess_counts: float | None = None) -> tuple[float, float, bool]:
-    """Tumour concentration ``c`` and hot-focus weight ``η`` for target max and mean in the ROI.
-
-    Uses the noise-free expectation ``bg + c·(t0 + η·t1)`` over the ROI voxels. For a given ``η``,
-    ``c(η)`` gives the wanted mean, and the maximum (inflated by ``excess_counts``, the excess of
-    the noisy maximum over the expected one; by default 2.5 Poisson SD) grows with ``η``; ``η`` is found by bracketing and bisection.
-    When even ``η = 0`` gives too high a maximum for that mean, the maximum has priority: ``η = 0``
-    and ``c`` from the maximum. Returns ``(c, η, reached)``; ``reached`` is False when no ``η``
-    makes the maximum high enough for the wanted mean (the tumour is too uniform).
-    """
-    bg = np.asarray(bg, float)
-    t0 = np.asarray(t0, float)
-    t1 = np.asarray(t1, float)
-
-    def excess(eta):
-        pattern = t0 + eta * t1
-        c = (want_mean - bg.mean()) / max(float(pattern.mean()), 1e-12)
-        peak = float(np.max(bg + c * pattern))
-        noise = 2.5 * math.sqrt(max(peak, 1.0)) if excess_counts is None else excess_counts
-        return peak + noise - want_max, c
-
-    g0, c0 = excess(0.0)
-    if g0 >= 0 or c0 <= 0:
-        i = int(np.argmax(t0))
-        return max((want_max - 2.5 * math.sqrt(want_max) - bg[i]) / max(float(t0[i]), 1e-12), 0.0), 0.0, True
-    lo, hi = 0.0, None
-    for eta in np.geomspace(0.05, 1000.0, 40):
-        g, _ = excess(eta)
-        if g >= 0:
-            hi = eta
-            break
-        lo = eta
-    if hi is None:
-        return excess(lo)[1], lo, False
-    for _ in range(40):
-        mid = 0.5 * (lo + hi)
-        if excess(mid)[0] >= 0:
-            hi = mid
-        else:
-            lo = mid
-    return excess(lo)[1], lo, True
 
 
 def _sphere_in_grid(grid: Grid, centre, radius: float) -> bool:
@@ -569,97 +413,6 @@ def _tight(mask: np.ndarray, grid: Grid) -> tuple[np.ndarray, Grid]:
     a = np.maximum([int(v.min()) - 2 for v in nz], 0)
     b = np.minimum([int(v.max()) + 3 for v in nz], mask.shape)
     return mask[a[0]:b[0], a[1]:b[1], a[2]:b[2]], grid.crop(a, b)
-
-
-# --------------------------------------------------------------------------------------------
-# writing
-# --------------------------------------------------------------------------------------------
-
-_TERMINOLOGY = {
-    "abdomen": "SCT^23451007^Adrenal gland",
-    "mediastinum": "SCT^72410000^Mediastinum",
-    "pelvis": "SCT^12921003^Pelvis",
-}
-
-
-def _dicom_date(iso: str) -> str:
-    return iso.replace("-", "")
-
-
-def _write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_counts, seg_mask, seg_grid,
-                   shape, ct_tumour, necrosis, refs) -> dict:
-    from ..slicer_write import write_markups, write_segmentation
-    from .dicom import write_ct_series, write_nm_multiframe
-
-    pid = str(row["patient_id"])
-    folder = out_dir / "patients" / pid
-    folder.mkdir(parents=True, exist_ok=True)
-    age = int(row["age_months"])
-    weight = round(float(3.5 + 0.45 * age - 0.0012 * age**2) * float(np.exp(rng.normal(0, 0.08))), 1)
-    hour, minute = int(rng.integers(8, 16)), int(rng.integers(0, 12)) * 5
-    identity = {
-        "PatientName": row["patient_name"],
-        "PatientID": row["hospital_mrn"],
-        "PatientBirthDate": _dicom_date(row["birth_date"]),
-        "PatientSex": row["sex"],
-        "PatientAge": f"{min(age, 999):03d}M",
-        "PatientWeight": f"{weight:g}",
-        "StudyDate": _dicom_date(row["scan_date"]),
-        "StudyTime": f"{hour:02d}{minute:02d}00",
-        "AccessionNumber": row["accession_number"],
-        "InstitutionName": clinical.INSTITUTION,
-        "ReferringPhysicianName": row["referring_physician"],
-        "StudyID": row["accession_number"][-6:],
-    }
-    # EANM paediatric dosage card (class B, baseline 28 MBq for 123I-MIBG), 37–400 MBq.
-    dose = float(np.clip(28.0 * _eanm_multiple(weight), 80.0, 400.0))
-    write_nm_multiframe(spect_counts, folder / "spect.dcm", spacing=spect.spacing, origin=spect.origin,
-                        identity=identity,
-                        series={"SeriesNumber": 3, "SeriesDescription": "SPECT MIBG 24h Flash3D AC",
-                                "RadionuclideTotalDose": round(dose, 1),
-                                "RadiopharmaceuticalStartTime": f"{(hour + 24 - 24) % 24:02d}0000"})
-
-    labels = anatomy.label_map(body, ct)
-    tum, lo = ct_tumour
-    sub = ct.crop(lo, lo + np.asarray(tum.shape))
-    box = tuple(slice(a, a + m) for a, m in zip(lo, tum.shape))
-    lab_box = labels[box]
-    lab_box[tum] = anatomy.TISSUES["tumour"]
-    if necrosis > 0:
-        q = (sub.points() - shape.centre) @ shape.rotation / shape.scale
-        rho = np.sqrt(((q / shape.radii) ** 2).sum(axis=1)).reshape(sub.shape)
-        lab_box[tum & (rho < necrosis * 0.9)] = anatomy.TISSUES["necrosis"]
-    if str(row["histology"]) == "NB" or rng.random() < 0.4:  # stippled calcification, typical of NB
-        speck = tum & (rng.random(sub.shape) < rng.uniform(0.002, 0.02))
-        speck = ndimage.binary_dilation(speck, iterations=1) & tum
-        lab_box[speck] = anatomy.TISSUES["calcification"]
-    labels[box] = lab_box
-    hu = anatomy.ct_numbers(labels, rng)
-    del labels
-    write_ct_series(hu, folder / "ct", spacing=ct.spacing, origin=ct.origin, identity=identity,
-                    series={"SeriesNumber": 2, "SeriesDescription": f"CT LowDose {ct.spacing[2]:.1f} B08s"})
-    del hu
-
-    site = str(row["primary_site"])
-    term = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically "
-            f"Altered Structure~SCT^4147007^Mass~^^~Anatomic codes - DICOM master list~{_TERMINOLOGY[site]}~^^")
-    write_segmentation(folder / "tumour.seg.nrrd", {"tumour": (seg_mask.astype(np.uint8), {
-        "origin": seg_grid.origin, "spacing": seg_grid.spacing})},
-        colors={"tumour": (0.85, 0.4, 0.3)}, terminology={"tumour": term}, status="completed")
-    system = "RAS" if int(pid[2:]) % 2 == 0 else "LPS"
-    write_markups(folder / "spheres.mrk.json", {k: [float(round(v, 3)) for v in p] for k, p in refs.items()},
-                  coordinate_system=system)
-    rel = f"patients/{pid}"
-    return {"patient_id": pid, "spect": f"{rel}/spect.dcm", "ct": f"{rel}/ct", "roi": f"{rel}/tumour.seg.nrrd",
-            "roi_segment": "tumour", "markups": f"{rel}/spheres.mrk.json", "scan_date": row["scan_date"],
-            "efs_days": f"{float(row['efs_days']):.1f}", "efs_event": int(row["efs_event"])}
-
-
-def _eanm_multiple(weight_kg: float) -> float:
-    """EANM dosage card multiple by body weight (class B), interpolated."""
-    w = np.array([3, 4, 8, 10, 14, 18, 22, 26, 30, 34, 38, 42, 46, 50], float)
-    m = np.array([1, 1.14, 1.71, 2.0, 2.57, 3.14, 3.71, 4.29, 4.86, 5.29, 5.71, 6.14, 6.57, 7.0])
-    return float(np.interp(weight_kg, w, m))
 
 
 # --------------------------------------------------------------------------------------------
