@@ -39,9 +39,7 @@ def set_style() -> None:
 
 
 def km_plot(
-    durations: Sequence[float],
-    events: Sequence[int],
-    groups: Sequence,
+    result,
     *,
     order: Sequence | None = None,
     labels: Mapping | None = None,
@@ -50,22 +48,26 @@ def km_plot(
     time_unit: str = "days",
     ax=None,
 ):
-    """Kaplan–Meier curves per group, censoring ticks, numbers at risk below the axis."""
-    from lifelines import KaplanMeierFitter
-    from lifelines.plotting import add_at_risk_counts
+    """Kaplan–Meier curves per group with censor marks and the numbers at risk below the axis.
 
+    Draws the :class:`mibgkit.stats.KaplanMeierResult` the tables print (one object for the
+    numbers and the figure): right-continuous steps from (0, 1), a ``|`` at each censored time,
+    and an at-risk table whose columns sit under the time ticks (patients with time ≥ tick), as
+    survminer draws it. ``order`` sets the groups drawn and their colours (default: the result's).
+    """
+    groups = list(order) if order is not None else result.groups
+    n_rows = len(groups)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 4.6))
-    d = pd.DataFrame({"t": np.asarray(durations, float), "e": np.asarray(events, int), "g": list(groups)})
-    order = list(order) if order is not None else sorted(d.g.unique(), key=str)
-    fitters = []
-    for colour, g in zip(GROUP_COLOURS, order):
-        sub = d[d.g == g]
-        kmf = KaplanMeierFitter(label=str((labels or {}).get(g, g)) + f" (n={len(sub)})")
-        kmf.fit(sub.t, sub.e)
-        kmf.plot_survival_function(ax=ax, ci_show=False, show_censors=True, color=colour,
-                                   censor_styles={"marker": "|", "ms": 7})
-        fitters.append(kmf)
+        _, ax = plt.subplots(figsize=(6.4, 4.2 + 0.25 * n_rows))
+    summary = result.summary
+    for colour, g in zip(GROUP_COLOURS, groups):
+        if g not in summary.index:
+            continue
+        curve = result.curve(g)
+        name = f"{(labels or {}).get(g, g)} (n={int(summary.at[g, 'n'])})"
+        ax.step(curve["time"], curve["survival"], where="post", color=colour, lw=1.8, label=name)
+        cens = result.censored(g)
+        ax.plot(cens["time"], cens["survival"], ls="none", marker="|", ms=7, mew=1.2, color=colour)
     ax.set_ylim(0, 1.04)
     ax.set_xlim(left=0)
     ax.set_xlabel(f"time since scan ({time_unit})")
@@ -75,7 +77,18 @@ def km_plot(
     if p_text:
         ax.text(0.03, 0.05, p_text, transform=ax.transAxes, fontsize=9)
     ax.legend(loc="lower right", fontsize=9)
-    add_at_risk_counts(*fitters, ax=ax, rows_to_show=["At risk"])
+    ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+    ax.set_xticks(ticks)
+    present = [g for g in groups if g in summary.index]
+    at_risk = result.at_risk(ticks).reindex(present)
+    below = ax.get_xaxis_transform()  # x in data, y in axes fraction
+    ax.text(-0.05, -0.24, "at risk", transform=ax.transAxes, fontsize=8.5, ha="right", va="center", color="0.3")
+    for row, (colour, g) in enumerate((c, g) for c, g in zip(GROUP_COLOURS, groups) if g in present):
+        y = -0.32 - 0.075 * row
+        ax.text(-0.05, y, str((labels or {}).get(g, g)), transform=ax.transAxes, fontsize=8.5, ha="right",
+                va="center", color=colour)
+        for tick, n in zip(ticks, at_risk.loc[g]):
+            ax.text(tick, y, f"{int(n)}", transform=below, fontsize=8.5, ha="center", va="center", color=colour)
     return ax
 
 

@@ -6,6 +6,7 @@ three decimals without the leading zero and "< .001" below that.
 
 from __future__ import annotations
 
+import html
 import math
 from typing import Mapping
 
@@ -81,7 +82,12 @@ def highlight_disagreement(df: pd.DataFrame, column: str = "agrees"):
         bad = row[column] == "differs"
         return ["background-color: #fde2d4" if bad else "" for _ in row]
 
-    return shown.style.apply(shade, axis=1)
+    return _escaped(shown.style).apply(shade, axis=1)
+
+
+def _escaped(styler):
+    """Every cell and header of a Styler HTML-escaped (data strings are never markup)."""
+    return styler.format(escape="html").format_index(escape="html", axis=0).format_index(escape="html", axis=1)
 
 
 def compare_counts(ours: Mapping[str, float], published: Mapping[str, float]) -> pd.DataFrame:
@@ -141,5 +147,5 @@ def style_side_by_side(df: pd.DataFrame, caption: str | None = None):
             "background-color: #fff3cd" if row["note"] else "")
         return [colour] * len(row)
 
-    styler = shown.style.hide(axis="index").apply(shade, axis=1)
-    return styler.set_caption(caption) if caption else styler
+    styler = _escaped(shown.style).hide(axis="index").apply(shade, axis=1)
+    return styler.set_caption(html.escape(caption)) if caption else styler

@@ -90,9 +90,9 @@ def _complete_cases(df: pd.DataFrame, columns: Sequence[str], context: str) -> p
     return sub.loc[keep].astype(float)
 
 
-def check_binary_scores(score, positive) -> tuple[np.ndarray, np.ndarray]:
-    """Scores (finite floats) and classes (bool, both present) of an ROC analysis; pairs with a
-    missing score or class are dropped with a QC warning that counts them."""
+def check_binary_scores(score, positive, *, both_classes: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Scores (finite floats) and classes (bool) of an ROC analysis; pairs with a missing score or
+    class are dropped with a QC warning that counts them. ``both_classes``: both must be present."""
     s = np.asarray(score, dtype=float)
     y = pd.Series(np.asarray(positive, dtype=object).ravel())
     if s.ndim != 1 or s.size != len(y):
@@ -108,6 +108,8 @@ def check_binary_scores(score, positive) -> tuple[np.ndarray, np.ndarray]:
     if not vals <= {0, 1, True, False}:
         raise StatisticsError(f"ROC: positive must be 0/1 or boolean, found {sorted(map(str, vals))[:5]}")
     yb = y.astype(float).to_numpy() == 1.0
-    if yb.all() or not yb.any():
+    if both_classes and (yb.all() or not yb.any()):
         raise StatisticsError(f"ROC needs both positive and negative cases ({int(yb.sum())} of {yb.size} positive)")
+    if yb.size == 0:
+        raise StatisticsError("no cases with both a score and an outcome")
     return s, yb

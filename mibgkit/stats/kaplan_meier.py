@@ -284,6 +284,16 @@ class KaplanMeierResult:
         start = pd.DataFrame({"time": [0.0], "survival": [1.0], "ci_lower": [1.0], "ci_upper": [1.0]})
         return pd.concat([start, tab[["time", "survival", "ci_lower", "ci_upper"]]], ignore_index=True)
 
+    def censored(self, group=None) -> pd.DataFrame:
+        """Times with a censoring and the curve's value there (``time, survival``), for censor marks."""
+        tab = self.table if group is None else self.table[self.table["group"] == group]
+        return tab.loc[tab["n_censor"] > 0, ["time", "survival"]].reset_index(drop=True)
+
+    @property
+    def groups(self) -> list:
+        """The groups, in the order of :attr:`summary`."""
+        return list(self.summary.index)
+
 
 def kaplan_meier(durations, events, groups=None, conf_level: float = 0.95) -> KaplanMeierResult:
     """Kaplan–Meier curves, SPSS mean/median summaries and (for ≥ 2 groups) the log-rank test.

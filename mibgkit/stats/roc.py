@@ -27,8 +27,6 @@ from mibgkit.stats._checks import check_binary_scores
 
 __all__ = ["roc_cutoff", "roc_curve", "confusion_at", "auc_delong", "clopper_pearson", "youden_optimum"]
 
-_Z975 = float(stats.norm.ppf(0.975))
-
 
 def clopper_pearson(k: int, n: int, conf_level: float = 0.95) -> tuple[float, float]:
     r"""Exact (Clopper–Pearson) confidence interval of a binomial proportion k/n.
@@ -168,6 +166,8 @@ def confusion_at(score, positive, cutoff: float, conf_level: float = 0.95) -> di
 
     Used to classify a cohort with a published cutoff. Returns ``tp, fp, tn, fn``,
     ``sensitivity, specificity, ppv, npv`` with exact ``_ci_lower``/``_ci_upper``, and ``cutoff``.
+    The counts exist for any cohort; a proportion whose denominator is 0 (no positives, nobody
+    above the cutoff...) is NaN with a NaN interval.
 
     Examples
     --------
@@ -175,7 +175,7 @@ def confusion_at(score, positive, cutoff: float, conf_level: float = 0.95) -> di
     >>> c["tp"], c["fp"], c["tn"], c["fn"]
     (2, 1, 1, 0)
     """
-    s, y = check_binary_scores(score, positive)
+    s, y = check_binary_scores(score, positive, both_classes=False)
     high = s >= cutoff
     out = {"cutoff": float(cutoff)}
     out.update(_diagnostics(int((high & y).sum()), int((high & ~y).sum()), int((~high & ~y).sum()),

@@ -1,0 +1,58 @@
+"""Notebook 00: the cohort's data and quality control — manifest, QC table, reference spheres.
+
+Nothing here reads a DICOM header: what a report shows of a patient is the manifest's
+pseudonymous ID, relative file names and measured numbers.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..features import SPHERES
+from ..provenance import relative_name
+
+__all__ = ["status_counts", "manifest_view", "sphere_summary", "sphere_volumes", "patients_to_show"]
+
+
+def status_counts(qc: pd.DataFrame) -> dict[str, int]:
+    """Patients per QC status: ``ok``, ``warning`` (measured, read the message), ``error`` (not measured)."""
+    counts = qc["status"].value_counts().reindex(["ok", "warning", "error"], fill_value=0)
+    return {k: int(v) for k, v in counts.items()}
+
+
+def manifest_view(manifest: pd.DataFrame, base) -> pd.DataFrame:
+    """The manifest as a report shows it: ID, files relative to its folder, outcome; no dates."""
+    show = manifest[["patient_id", "spect", "roi", "markups", "efs_days", "efs_event"]].copy()
+    show["efs_days"] = show["efs_days"].map("{:.0f}".format)
+    show["efs_event"] = show["efs_event"].astype(int)
+    for col in ("spect", "roi", "markups"):
+        show[col] = [relative_name(p, base) if p else "" for p in show[col]]
+    return show
+
+
+def sphere_summary(features: pd.DataFrame) -> pd.DataFrame:
+    """Per reference sphere: median voxel count and realised volume, its range, and how many
+    patients' spheres lie partly outside the image."""
+    rows = {}
+    for s in SPHERES:
+        n, vol, inside = (features.get(f"{s}_{k}") for k in ("n_voxels", "volume_ml", "fraction_inside"))
+        if n is None or vol is None or vol.dropna().empty:
+            continue
+        rows[s] = {"voxels (median)": n.median(), "realised volume, ml (median)": vol.median(),
+                   "realised volume, ml (range)": f"{vol.min():.1f}–{vol.max():.1f}",
+                   "patients with sphere partly outside": int((inside < 1).sum())}
+    return pd.DataFrame(rows).T
+
+
+def sphere_volumes(features: pd.DataFrame) -> pd.DataFrame:
+    """Long table ``sphere, realised volume (ml)`` for a strip plot."""
+    parts = [pd.DataFrame({"sphere": s, "realised volume (ml)": features[f"{s}_volume_ml"]})
+             for s in SPHERES if f"{s}_volume_ml" in features]
+    return pd.concat(parts) if parts else pd.DataFrame(columns=["sphere", "realised volume (ml)"])
+
+
+def patients_to_show(qc: pd.DataFrame, features: pd.DataFrame, n: int) -> list[str]:
+    """The first ``n`` measured patients and every measured patient with a QC warning."""
+    warned = list(qc.loc[qc.status == "warning", "patient_id"])
+    measured = list(features.index)
+    return list(dict.fromkeys(measured[:n] + [p for p in warned if p in measured]))
