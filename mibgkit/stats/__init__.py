@@ -13,22 +13,55 @@ The public names are a stable interface the notebooks use; the modules hold one 
   variable, separation, Firth-penalised Cox.
 - :mod:`mibgkit.stats.timeroc` — cumulative/dynamic time-dependent AUC with IPCW.
 - :mod:`mibgkit.stats.splines` — restricted cubic splines in Cox models, HR per IQR.
+- :mod:`mibgkit.stats.concordance` — Harrell's and Uno's C with the infinitesimal-jackknife SE,
+  ΔC with a bootstrap CI (external validation of a frozen score).
+- :mod:`mibgkit.stats.calibration` — calibration slope of a frozen linear predictor, calibration
+  at a horizon, likelihood-ratio test of nested Cox models.
+- :mod:`mibgkit.stats.decision` — decision-curve net benefit with Kaplan–Meier risks.
 
 Every function takes DataFrames or arrays and returns DataFrames or plain mappings; results
 agree with R (``survival``, ``pROC``, ``maxstat``; ``rms``, ``Hmisc``, ``coxphf``,
 ``riskRegression`` for the robustness functions) — see ``tests/reference/make_golden.R`` and
-``tests/reference/make_golden_robustness.R``.
+``tests/reference/make_golden_robustness.R`` and ``make_golden_validation.R``.
 """
 
-from mibgkit.stats.assumptions import events_per_variable, firth_cox, ph_test, separation
+from mibgkit.stats.assumptions import (
+    events_per_variable,
+    firth_cox,
+    ph_test,
+    separation,
+)
+from mibgkit.stats.calibration import (
+    calibration_at_horizon,
+    calibration_slope,
+    lr_test_nested,
+)
+from mibgkit.stats.concordance import concordance, delta_concordance
 from mibgkit.stats.cox import StepwiseResult, cox_forward_stepwise, cox_univariate
+from mibgkit.stats.decision import net_benefit
 from mibgkit.stats.describe import Variable, describe, describe_styler
-from mibgkit.stats.kaplan_meier import KaplanMeierResult, kaplan_meier, km_mean, km_table, logrank
+from mibgkit.stats.kaplan_meier import (
+    KaplanMeierResult,
+    kaplan_meier,
+    km_mean,
+    km_table,
+    logrank,
+)
 from mibgkit.stats.maxstat import maxstat_cutoff
-from mibgkit.stats.roc import auc_delong, clopper_pearson, confusion_at, roc_curve, roc_cutoff
+from mibgkit.stats.roc import (
+    auc_delong,
+    clopper_pearson,
+    confusion_at,
+    roc_curve,
+    roc_cutoff,
+)
 from mibgkit.stats.splines import cox_spline, hr_per_iqr, rcs_basis, rcs_knots
 from mibgkit.stats.timeroc import time_dependent_auc
-from mibgkit.stats.validation import OptimismResult, bootstrap_cutoff, bootstrap_optimism
+from mibgkit.stats.validation import (
+    OptimismResult,
+    bootstrap_cutoff,
+    bootstrap_optimism,
+)
 
 __all__ = [
     "cox_univariate",
@@ -60,4 +93,10 @@ __all__ = [
     "rcs_basis",
     "cox_spline",
     "hr_per_iqr",
+    "concordance",
+    "delta_concordance",
+    "calibration_slope",
+    "calibration_at_horizon",
+    "lr_test_nested",
+    "net_benefit",
 ]

@@ -137,28 +137,6 @@ def score_test(time, event, X: np.ndarray, beta: np.ndarray, ties: Ties) -> floa
     return float(u @ np.linalg.solve(info, u))
 
 
-def _concordance(time, event, risk) -> float:
-    """Harrell's C: share of usable pairs in which the higher risk has the earlier event.
-
-    A pair is usable when the shorter time is an event; a censoring at the same time as an event
-    counts as surviving longer; pairs with tied event times are not usable; tied risks count 1/2
-    (R ``survival::concordance`` conventions).
-    """
-    order = np.argsort(time, kind="stable")
-    t, e, r = time[order], event[order], risk[order]
-    conc = disc = tied = 0.0
-    for i in np.flatnonzero(e == 1):
-        later = (t > t[i]) | ((t == t[i]) & (e == 0))
-        if not later.any():
-            continue
-        rl = r[later]
-        conc += np.sum(r[i] > rl)
-        disc += np.sum(r[i] < rl)
-        tied += np.sum(r[i] == rl)
-    total = conc + disc + tied
-    return float((conc + 0.5 * tied) / total) if total else float("nan")
-
-
 def table_rows(fit: CoxFit, lr_p: Sequence[float], score_p: Sequence[float], concordance: float) -> pd.DataFrame:
     se = np.sqrt(np.diag(fit.cov))
     z = fit.beta / se

@@ -202,18 +202,6 @@ def score_statistic(data: CoxData, X: np.ndarray, beta: np.ndarray) -> float:
     return float(u @ np.linalg.solve(info, u))
 
 
-def concordance(time: np.ndarray, event: np.ndarray, risk: np.ndarray) -> float:
-    """Harrell's C with the conventions of ``cox._concordance`` (vectorised)."""
-    ti, tj = time[:, None], time[None, :]
-    usable = (event[:, None] == 1) & ((tj > ti) | ((tj == ti) & (event[None, :] == 0)))
-    ri, rj = risk[:, None], risk[None, :]
-    conc = np.sum(usable & (ri > rj))
-    disc = np.sum(usable & (ri < rj))
-    tied = np.sum(usable & (ri == rj))
-    total = conc + disc + tied
-    return float((conc + 0.5 * tied) / total) if total else float("nan")
-
-
 def event_moments(data: CoxData, Xs: np.ndarray, beta: np.ndarray):
     """Per event (time-sorted): covariates, Efron/Breslow risk-set mean and covariance.
 

@@ -35,8 +35,9 @@ from scipy import stats
 
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats._checks import _check_outcome, _complete_cases
-from mibgkit.stats._coxcore import (COX_COLUMNS, CoxFit, Ties, _concordance, check_ties, fit_cox, null_loglik,
+from mibgkit.stats._coxcore import (COX_COLUMNS, CoxFit, Ties, check_ties, fit_cox, null_loglik,
                                     score_test, table_rows, warn_epv)
+from mibgkit.stats.concordance import harrell_c
 from mibgkit.stats.stepwise import ForwardLR
 
 __all__ = [
@@ -138,7 +139,7 @@ def cox_univariate(
         warn_epv(fit.events, 1, f"Cox model for {cov!r}")
         lr = 2.0 * (fit.loglik - fit.loglik0)
         sc = score_test(t, e, x, np.zeros(1), ties)
-        c = _concordance(t, e, x[:, 0] * fit.beta[0])
+        c = harrell_c(t, e, x[:, 0] * fit.beta[0])
         rows.append(table_rows(fit, [stats.chi2.sf(lr, 1)], [stats.chi2.sf(sc, 1)], c))
     out = pd.concat(rows) if rows else pd.DataFrame(columns=COX_COLUMNS)
     out[["n", "events"]] = out[["n", "events"]].astype(int)
@@ -282,7 +283,7 @@ def cox_forward_stepwise(
     lr_p = [stats.chi2.sf(engine.lr_for(model, c), 1) for c in model]
     sc_p = [stats.chi2.sf(engine.score_for([m for m in model if m != c], c), 1) for c in model]
     lp = columns(model) @ final.beta
-    conc = _concordance(t, e, lp)
+    conc = harrell_c(t, e, lp)
     warn_epv(final.events, len(model), "stepwise Cox final model")
     table = table_rows(final, lr_p, sc_p, conc)
     return StepwiseResult(list(model), table, steps, cand, t.size, final.events, n_dropped,

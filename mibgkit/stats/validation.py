@@ -44,6 +44,7 @@ from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import _coxfast
 from mibgkit.stats._checks import _check_outcome, _complete_cases, check_binary_scores
 from mibgkit.stats._coxcore import check_ties
+from mibgkit.stats.concordance import harrell_c
 from mibgkit.stats.cox import StepwiseResult, cox_forward_stepwise
 from mibgkit.stats.roc import youden_optimum
 from mibgkit.stats.stepwise import ForwardLR, univariate_screen
@@ -152,7 +153,7 @@ def _indexes(t, e, data, lp) -> tuple[float, float]:
     """(C-index, calibration slope) of a linear predictor; C = 0.5, slope 1 for a constant one."""
     if lp.size == 0 or np.ptp(lp) == 0:
         return 0.5, 1.0
-    return _coxfast.concordance(t, e, lp), _calibration_slope(data, lp)
+    return harrell_c(t, e, lp), _calibration_slope(data, lp)
 
 
 # ---------------------------------------------------------------------------------------------
