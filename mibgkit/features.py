@@ -170,7 +170,10 @@ def load_roi(row: Mapping, *, patient=None) -> sitk.Image:
     segment = row.get("roi_segment")
     label = row.get("roi_label")
     label = None if label is None or (isinstance(label, float) and math.isnan(label)) else int(label)
-    return rois.read_roi(row["roi"], segment=segment, label=label, patient=patient)
+    reference = None
+    if rois.roi_format(row["roi"]) == "rtstruct":  # contours need a grid: the CT of the same frame, else the SPECT
+        reference = rois.rtstruct_reference(row["roi"], row.get("ct"), row["spect"], patient=patient)
+    return rois.read_roi(row["roi"], segment=segment, label=label, reference=reference, patient=patient)
 
 
 #: Organ segments a reference sphere must stay inside, by sphere (first match wins).
@@ -194,7 +197,7 @@ def load_organs(row: Mapping, spect: sitk.Image, *, patient=None) -> dict[str, s
         for name in candidates:
             if name in names:
                 try:
-                    organ = rois.read_roi(path, segment=name, patient=patient)
+                    organ = rois.read_roi(path, segment=name, reference=spect, patient=patient)
                     masks[sphere] = roi_on_grid(organ, spect, patient=patient, path=path, what=f"organ {name!r}")
                 except (GeometryError, SegmentationError) as e:  # the check is optional: say so, go on
                     warnings.warn(f"{e.reason}; the {sphere} sphere is not checked against it", QCWarning,
