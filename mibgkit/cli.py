@@ -2,7 +2,7 @@
 
 Verbs::
 
-    mibgkit shape MASK [--label N | --segment NAME] [--json]
+    mibgkit shape MASK [--label N | --segment NAME] [--reference IMAGE] [--json]
     mibgkit extract MANIFEST -o FEATURES.csv [--mtv-method roi|percent_max|adaptive] [--strict]
                     [--workers N | --scheduler ADDRESS]
     mibgkit synth OUT [--n 50] [--seed S]
@@ -20,10 +20,17 @@ from .errors import MibgkitError
 
 
 def _cmd_shape(args) -> int:
-    from .rois import read_roi
+    from .rois import read_roi, roi_format
     from .shape import shape_features
 
-    mask = read_roi(args.mask, segment=args.segment, label=args.label)
+    reference = args.reference
+    kind = roi_format(args.mask)
+    if reference is not None and kind != "rtstruct":
+        what = "a DICOM SEG" if kind == "seg" else "a voxel mask"
+        print(f"mibgkit shape: note: --reference is only used to rasterise RT Structure Set contours; "
+              f"ignored for {what}, which has its own grid", file=sys.stderr)
+        reference = None
+    mask = read_roi(args.mask, segment=args.segment, label=args.label, reference=reference)
     feats = shape_features(mask)
     if args.json:
         print(json.dumps({k: (float(v) if isinstance(v, float) else v) for k, v in feats.items()}, indent=2))
@@ -46,7 +53,7 @@ def _cmd_extract(args) -> int:
         raise MibgkitError(f"--workers must be at least 1, got {args.workers}")
     out = Path(args.output)
     run = extract(manifest, out, mtv_method=args.mtv_method, mtv_params=params, progress=not args.quiet,
-                  workers=args.workers, scheduler=args.scheduler)
+                  workers=args.workers, scheduler=args.scheduler, lock_wait_s=args.wait)
     features, qc = run.tables()
     bad = qc[qc.status == "error"]
     resumed = f" ({run.n_cached} reused from {parts_dir_for(out)})" if run.n_cached else ""
@@ -96,13 +103,17 @@ def _cmd_report(args) -> int:
     load_cohort(manifest, clinical=params.get("clinical"), workdir=out / "_work",
                 mtv_method=params.get("mtv_method", "roi"), mtv_params=mtv_params, progress=not args.quiet)
     timings.append(("feature extraction (or cache)", time.perf_counter() - t0))
-    runs = run_report(manifest, out_dir=out, parameters=params, progress=not args.quiet)
+    runs = run_report(manifest, out_dir=out, parameters=params, progress=not args.quiet, lock_wait_s=args.wait)
     timings.extend((f"notebook {r.name}", r.seconds) for r in runs.itertuples())
     width = max(len(k) for k, _ in timings)
     print("\ntiming breakdown:", file=sys.stderr)
     for k, v in timings:
         print(f"  {k:<{width}}  {v:7.1f} s", file=sys.stderr)
     print(f"  {'total':<{width}}  {sum(v for _, v in timings):7.1f} s", file=sys.stderr)
+    n_missing = sum(len(r.not_estimable) for r in runs.itertuples())
+    if n_missing:
+        print(f"{n_missing} number(s) not estimable in this cohort; the index page lists them with the reasons",
+              file=sys.stderr)
     print(f"reports -> {out / 'index.html'}", file=sys.stderr)
     return 0
 
@@ -115,10 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="verb", required=True)
 
     s = sub.add_parser("shape", help="shape features (mesh volume, surface, asphericity...) of a mask")
-    s.add_argument("mask", help="mask file: .seg.nrrd, labelmap NIfTI/NRRD")
+    s.add_argument("mask", help="mask file: .seg.nrrd, labelmap NIfTI/NRRD, DICOM SEG or RTSTRUCT")
     g = s.add_mutually_exclusive_group()
-    g.add_argument("--label", type=int, help="label value in a labelmap")
-    g.add_argument("--segment", help="exact segment name in a .seg.nrrd")
+    g.add_argument("--label", type=int, help="label value in a labelmap; SEG Segment Number; RTSTRUCT ROI Number")
+    g.add_argument("--segment", help="exact segment name in a .seg.nrrd; SEG Segment Label; RTSTRUCT ROI Name")
+    s.add_argument("--reference", metavar="IMAGE",
+                   help="image whose grid an RTSTRUCT's contours are rasterised on (required for an RTSTRUCT; "
+                        "any image load_image reads; ignored for voxel formats)")
     s.add_argument("--json", action="store_true", help="print the features as JSON")
     s.set_defaults(func=_cmd_shape)
 
@@ -137,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786 (workers must see "
                             "the input files and the output folder at the same paths)")
+    e.add_argument("--wait", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for another run writing the same output before giving up (default 10)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_extract)
 
@@ -151,6 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--manifest", help=f"data_manifest.csv (default: the synthetic cohort in {DEFAULT_SYNTHETIC}, built if absent)")
     r.add_argument("--params", help="JSON file of notebook parameters, e.g. {\"mtv_method\": \"adaptive\"}")
     r.add_argument("--out", default="reports", help="output folder (default reports/)")
+    r.add_argument("--wait", type=float, default=10.0, metavar="S",
+                   help="seconds to wait for another report writing the same folder before giving up (default 10)")
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=_cmd_report)
     return p

@@ -10,7 +10,8 @@ Hierarchy::
     │   └── ManifestError   data_manifest.csv / clinical table violates its schema
     ├── GeometryError       images, masks or points do not line up in physical space
     ├── SegmentationError   an ROI/MTV is empty, missing, ambiguous or unusable
-    └── StatisticsError     a statistical method cannot be applied to the data
+    ├── StatisticsError     a statistical method cannot be applied to the data
+    └── OutputError         an output cannot be written (full disk, no permission, another run)
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ class SegmentationError(MibgkitError):
 
 class StatisticsError(MibgkitError):
     """A statistical method cannot be applied to the data as given."""
+
+
+class OutputError(MibgkitError):
+    """An output cannot be written: the disk is full, the folder is not writable, or another run holds it."""
 
 
 class QCWarning(UserWarning):

@@ -27,6 +27,7 @@ import math
 import os
 import re
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
@@ -35,6 +36,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import MibgkitError
+from .outputs import csv_text, exclusive, write_text
 from .features import FEATURE_COLUMNS, SPHERES, extract_patient
 
 QC_COLUMNS = ("patient_id", "status", "error_type", "file", "message")
@@ -151,7 +153,8 @@ def patient_key(row: Mapping, parameters: Mapping) -> str:
 
 
 #: The modules whose code decides a patient's feature row (a change to any of them invalidates parts).
-EXTRACTION_MODULES = ("io", "dicom_image", "geometry", "rois", "slicer", "voi", "segment", "shape", "features")
+EXTRACTION_MODULES = ("io", "dicom_image", "geometry", "rois", "slicer", "dicom_seg", "rtstruct", "voi", "segment",
+                      "shape", "features")
 
 #: Version of the part-file layout (written and read here); part of every key.
 PART_FORMAT = 1
@@ -175,7 +178,7 @@ def part_name(patient_id: str, key: str) -> str:
 
 def _record_csv(record: Mapping) -> str:
     """One record as a two-line CSV, cells formatted exactly as the assembled table formats them."""
-    return pd.DataFrame([record]).to_csv(index=False, lineterminator="\n")
+    return csv_text(pd.DataFrame([record]))
 
 
 def extract_part(
@@ -241,8 +244,6 @@ def extract_part(
               **{k: v for k, v in feat.items() if k != "patient_id"}}
     text = _record_csv(record)
     if part is not None and keep:
-        from .outputs import write_text
-
         write_text(part, text)
         return {"patient_id": pid, "status": qc["status"], "cached": False, "seconds": time.perf_counter() - t0,
                 "part": str(part), "record": None}
@@ -325,8 +326,7 @@ def assemble(outcomes: Iterable[Mapping]) -> tuple[str, str]:
     lead = ["patient_id", *FEATURE_COLUMNS]
     f = pd.DataFrame(features, dtype=object) if features else pd.DataFrame(columns=lead)
     f = f[lead + [c for c in f.columns if c not in lead]]
-    return (f.to_csv(index=False, lineterminator="\n"),
-            pd.DataFrame(qc, columns=QC_COLUMNS).to_csv(index=False, lineterminator="\n"))
+    return csv_text(f), csv_text(pd.DataFrame(qc, columns=QC_COLUMNS))
 
 
 def extract(
@@ -340,6 +340,7 @@ def extract(
     progress: bool = True,
     workers: int | None = None,
     scheduler: str | None = None,
+    lock_wait_s: float = 10.0,
 ) -> Extraction:
     """Extract every patient of a validated manifest: the one entry point of batch extraction.
 
@@ -355,8 +356,7 @@ def extract(
     parts_dir : path, optional
         Folder of the part files (created). Patients whose part exists for the same inputs and
         parameters are not computed again. None (and no ``output``): nothing is written, nothing
-        reused. A run owns this folder: temporaries left by a killed run are removed, so two runs
-        must not share it at the same time.
+        reused. A run owns this folder while it runs (temporaries left by a killed run are removed).
     mtv_method, mtv_params, native_shape
         As :func:`mibgkit.features.extract_patient` takes them.
     progress : bool
@@ -366,6 +366,9 @@ def extract(
     scheduler : str, optional
         Run on the existing Dask cluster at this address (``tcp://host:8786``); its workers must
         see the input files at the manifest's paths and the parts folder at ``parts_dir``.
+    lock_wait_s : float
+        A run holds the parts folder (:func:`mibgkit.outputs.exclusive`); a second run on the same
+        folder waits this long for it, then stops with an :class:`~mibgkit.errors.OutputError`.
 
     Returns
     -------
@@ -375,6 +378,18 @@ def extract(
     """
     if output is not None and parts_dir is None:
         parts_dir = parts_dir_for(output)
+    lock = nullcontext() if parts_dir is None else exclusive(
+        parts_dir, what="extraction", wait_s=lock_wait_s, lock=lock_path_for(parts_dir))
+    with lock:
+        run = _extract(manifest, parts_dir, mtv_method=mtv_method, mtv_params=mtv_params, native_shape=native_shape,
+                       progress=progress, workers=workers, scheduler=scheduler)
+        if output is not None:
+            write_text(output, run.features_csv)
+            write_text(qc_path_for(output), run.qc_csv)
+    return run
+
+
+def _extract(manifest, parts_dir, *, mtv_method, mtv_params, native_shape, progress, workers, scheduler) -> Extraction:
     base = Path(manifest.attrs.get("manifest", ".")).resolve().parent
     parameters = {"mtv_method": mtv_method, "mtv_params": dict(mtv_params or {}), "native_shape": bool(native_shape)}
     if parts_dir is not None:
@@ -403,13 +418,13 @@ def extract(
     finally:
         bar.close()
     outcomes = [done[str(row["patient_id"])] for row in rows]
-    run = Extraction(*assemble(outcomes), outcomes)
-    if output is not None:
-        from .outputs import write_text
+    return Extraction(*assemble(outcomes), outcomes)
 
-        write_text(output, run.features_csv)
-        write_text(qc_path_for(output), run.qc_csv)
-    return run
+
+def lock_path_for(parts_dir: str | os.PathLike) -> Path:
+    """The lock a run holds on a parts folder: ``.features.parts.lock`` beside it (the folder holds parts only)."""
+    p = Path(parts_dir)
+    return p.with_name(f".{p.name}.lock")
 
 
 def parts_dir_for(features_path: str | os.PathLike) -> Path:

@@ -13,12 +13,25 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import ManifestError
+
+#: The alphabet of IDs (patient, reader): ASCII letters, digits, ``.``, ``_``, ``-``; 1–64 characters;
+#: not starting with ``.`` or ``-``. IDs become file names, table cells and HTML, so nothing else.
+SAFE_ID = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,63}")
+
+
+def check_id(value: str, *, column: str, row: int) -> str | None:
+    """``None`` when ``value`` is a safe ID (:data:`SAFE_ID`), else what is wrong with it (naming the row)."""
+    if SAFE_ID.fullmatch(value):
+        return None
+    return (f"row {row}: {column} {value[:80]!r} is not a valid ID (use 1–64 letters, digits, '.', '_' "
+            "or '-', not starting with '.' or '-')")
 
 
 @dataclass(frozen=True)
@@ -101,6 +114,15 @@ def _validate(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.D
     out = pd.DataFrame(index=df.index)
     problems: list[str] = []
     ids = df["patient_id"].astype(str).str.strip()
+    for row, (i, v) in enumerate(ids.items(), start=2):  # row 1 is the header
+        for c in columns:
+            if c.kind == "id" and c.name in df.columns and not _blank(df.at[i, c.name]):
+                bad = check_id(str(df.at[i, c.name]).strip(), column=c.name, row=row)
+                if bad:
+                    problems.append(bad)
+    if problems:
+        raise ManifestError("; ".join(problems[:20]) + (f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""),
+                            path=path)
     for c in known:
         col = df[c.name]
         for i, v in col.items():

@@ -11,14 +11,14 @@ from __future__ import annotations
 import html
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
 import pandas as pd
 
 from .errors import MibgkitError
-from .outputs import write_text
+from .outputs import exclusive, write_text
 
 #: The workbook, in execution order: (file stem, title).
 NOTEBOOKS: tuple[tuple[str, str], ...] = (
@@ -43,6 +43,19 @@ class NotebookRun:
     status: str
     seconds: float
     html: str
+    not_estimable: list = field(default_factory=list)
+
+
+def not_estimable(executed_notebook: str | os.PathLike) -> list[dict]:
+    """The ``{what, reason}`` items an executed notebook reported as not estimable
+    (the metadata :meth:`mibgkit.notebook.Session.finish` attaches to its list)."""
+    import nbformat
+
+    from .notebook import NOT_ESTIMABLE_KEY
+
+    nb = nbformat.read(executed_notebook, as_version=4)
+    return [item for cell in nb.cells for out in cell.get("outputs", [])
+            for item in out.get("metadata", {}).get(NOT_ESTIMABLE_KEY, [])]
 
 
 def default_notebooks_dir() -> Path:
@@ -89,10 +102,17 @@ def render_html(notebook_path: str | os.PathLike, *, hide_paths: list[str] | Non
 
 def _index_html(runs: list[NotebookRun], title: str) -> str:
     rows = "\n".join(
-        f"<tr><td><a href='{html.escape(r.html)}'>{html.escape(r.title)}</a></td><td>{r.status}</td>"
+        f"<tr><td><a href='{html.escape(r.html)}'>{html.escape(r.title)}</a></td><td>{html.escape(r.status)}</td>"
+        f"<td style='text-align:right'>{len(r.not_estimable) or ''}</td>"
         f"<td style='text-align:right'>{r.seconds:.1f}</td></tr>"
         for r in runs
     )
+    missing = "".join(
+        f"<li><a href='{html.escape(r.html)}'>{html.escape(r.title)}</a>: <b>{html.escape(m['what'])}</b> — "
+        f"{html.escape(m['reason'])}</li>"
+        for r in runs for m in r.not_estimable)
+    missing_html = (f"<h2>Not estimable in this cohort</h2><p>These numbers cannot be estimated from this cohort; "
+                    f"each report says why in its place.</p><ul>{missing}</ul>") if missing else ""
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:system-ui,sans-serif;max-width:46rem;margin:2rem auto;color:#222}}
@@ -102,9 +122,11 @@ th{{text-align:left}}</style></head>
 <p>Reproduction and extension of Zhou et al. 2025 (EJNMMI Research): 123I-MIBG SPECT/CT uptake ratios,
 tumour asphericity and event-free survival. Each report shows the published numbers beside this run's
 and ends with its provenance.</p>
-<table><tr><th>report</th><th>status</th><th>seconds</th></tr>
+<table><tr><th>report</th><th>status</th><th>not estimable</th><th>seconds</th></tr>
 {rows}
-</table></body></html>
+</table>
+{missing_html}
+</body></html>
 """
 
 
@@ -116,6 +138,7 @@ def run_report(
     notebooks_dir: str | os.PathLike | None = None,
     only: list[str] | None = None,
     progress: bool = True,
+    lock_wait_s: float = 10.0,
 ) -> pd.DataFrame:
     """Execute and render the workbook for ``manifest``; returns the timing table.
 
@@ -131,10 +154,20 @@ def run_report(
         Folder of the ``.ipynb`` files (default: the checkout's ``notebooks/``).
     only : list of str, optional
         Run only these notebooks (file stems).
+    lock_wait_s : float
+        Seconds a second report on the same ``out_dir`` waits for the first before it stops with an
+        :class:`~mibgkit.errors.OutputError` (:func:`mibgkit.outputs.exclusive`).
     """
-    import papermill as pm
 
     out = Path(out_dir).resolve()
+    with exclusive(out, what="report", wait_s=lock_wait_s):
+        return _run_report(manifest, out, parameters=parameters, notebooks_dir=notebooks_dir, only=only,
+                           progress=progress)
+
+
+def _run_report(manifest, out: Path, *, parameters, notebooks_dir, only, progress) -> pd.DataFrame:
+    import papermill as pm
+
     executed = out / "_executed"
     executed.mkdir(parents=True, exist_ok=True)
     nb_dir = Path(notebooks_dir or default_notebooks_dir()).resolve()
@@ -166,6 +199,6 @@ def run_report(
             ) from None
         write_text(out / f"{name}.html", render_html(dst, hide_paths=hide))
         (out / f"{name}.failed.html").unlink(missing_ok=True)
-        runs.append(NotebookRun(name, title, "ok", time.perf_counter() - t0, f"{name}.html"))
+        runs.append(NotebookRun(name, title, "ok", time.perf_counter() - t0, f"{name}.html", not_estimable(dst)))
     write_text(out / "index.html", _index_html(runs, "mibgkit reports"))
     return pd.DataFrame([r.__dict__ for r in runs])

@@ -295,3 +295,27 @@ def test_resume_key_follows_a_detached_data_file(tmp_path):
     before = patient_key(row, {})
     renamed.write_bytes(renamed.read_bytes()[:-1] + b"\x01")
     assert patient_key(row, {}) != before
+
+
+def test_two_extractions_on_one_output_never_share_the_part_cache(tmp_path, cohort_dir):
+    """The command line refuses, with a message, while another run holds the same features.parts."""
+    import subprocess
+    import sys
+
+    from mibgkit.cli import main
+    from mibgkit.extraction import lock_path_for, parts_dir_for
+
+    out = tmp_path / "features.csv"
+    holder = ("import sys, time\nfrom mibgkit.outputs import exclusive\n"
+              "with exclusive(sys.argv[1], lock=sys.argv[2]):\n    print('held', flush=True); time.sleep(30)")
+    parts = parts_dir_for(out)
+    proc = subprocess.Popen([sys.executable, "-c", holder, str(parts), str(lock_path_for(parts))],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "held"
+        assert main(["extract", str(cohort_dir / "data_manifest.csv"), "-o", str(out), "-q", "--wait", "0"]) == 2
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not out.exists()
+    assert main(["extract", str(cohort_dir / "data_manifest.csv"), "-o", str(out), "-q"]) == 0

@@ -88,6 +88,10 @@ def fit_cox(time, event, X: np.ndarray, names: Sequence[str], ties: Ties) -> Cox
     names = tuple(names)
     n = time.size
     k = X.shape[1]
+    if not np.sum(event) > 0:
+        raise StatisticsError(f"Cox model on {list(names)}: no events among the {n} patients analysed")
+    if n <= k:
+        raise StatisticsError(f"Cox model on {list(names)}: {n} patients for {k} covariate(s)")
     for j, name in enumerate(names):
         if np.ptp(X[:, j]) == 0:
             raise StatisticsError(f"covariate {name!r} is constant ({X[0, j]:g}) in the {n} patients analysed")
@@ -109,13 +113,18 @@ def fit_cox(time, event, X: np.ndarray, names: Sequence[str], ties: Ties) -> Cox
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bs, grad, converged = fitted(model_s.fit(method="newton", maxiter=100, tol=1e-12))
-        if not converged:
-            # Newton from β = 0 can overshoot on skewed covariates (no step halving in statsmodels):
-            # approach the optimum by BFGS, then polish with Newton from there.
-            start = np.asarray(model_s.fit(method="bfgs", maxiter=500, disp=False).params, dtype=float)
-            if np.isfinite(start).all():
-                bs, grad, converged = fitted(model_s.fit(method="newton", start_params=start, maxiter=100, tol=1e-12))
+        try:
+            bs, grad, converged = fitted(model_s.fit(method="newton", maxiter=100, tol=1e-12))
+            if not converged:
+                # Newton from β = 0 can overshoot on skewed covariates (no step halving in statsmodels):
+                # approach the optimum by BFGS, then polish with Newton from there.
+                start = np.asarray(model_s.fit(method="bfgs", maxiter=500, disp=False).params, dtype=float)
+                if np.isfinite(start).all():
+                    bs, grad, converged = fitted(model_s.fit(method="newton", start_params=start, maxiter=100,
+                                                             tol=1e-12))
+        except (np.linalg.LinAlgError, ValueError, IndexError, FloatingPointError) as exc:  # degenerate data
+            raise StatisticsError(f"Cox model on {list(names)} cannot be fitted ({type(exc).__name__}: {exc}); "
+                                  "too few patients or events for the number of covariates") from None
     if not converged or np.any(np.abs(bs) > 25):
         raise StatisticsError(
             f"Cox model on {list(names)} did not converge (scaled coefficients {np.round(bs, 2).tolist()}, "
@@ -125,7 +134,10 @@ def fit_cox(time, event, X: np.ndarray, names: Sequence[str], ties: Ties) -> Cox
         )
     beta = bs / scale
     hess = np.asarray(model.hessian(beta), dtype=float)
-    cov = np.linalg.inv(-hess)
+    try:
+        cov = np.linalg.inv(-hess)
+    except np.linalg.LinAlgError:
+        raise StatisticsError(f"Cox model on {list(names)}: the information matrix is singular") from None
     return CoxFit(names, beta, cov, float(model.loglike(beta)), loglik0, n, int(event.sum()))
 
 
