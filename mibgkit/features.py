@@ -11,17 +11,18 @@ import inspect
 import math
 import time
 import warnings
+from contextlib import contextmanager
 from typing import Mapping, Sequence
 
 import numpy as np
 import SimpleITK as sitk
 
 from . import io, rois, slicer
-from .geometry import crop, nonzero_box, roi_box_on_grid, roi_on_grid
+from .geometry import crop, nonzero_box, place_on_grid, roi_box_on_grid, roi_on_grid
 from .errors import GeometryError, MibgkitError, QCWarning, SegmentationError
 from .segment import mtv_mask
 from .shape import shape_features
-from .voi import reference_uptake
+from .voi import SPHERE_VOLUMES_ML, reference_uptake, sphere_index_mask, sphere_radius_mm
 
 #: The feature columns (README "Input schema" and "Conventions"), in report order.
 FEATURE_COLUMNS = (
@@ -68,7 +69,7 @@ def _tumour_features(spect_box: sitk.Image, roi_box: sitk.Image, *, mtv_method: 
         timings["mtv"] = timings.get("mtv", 0.0) + t1 - t0
         timings["shape"] = timings.get("shape", 0.0) + time.perf_counter() - t1
     tumour = {"tmax": float(values.max()), "tmean": float(values.mean()), "roi_n_voxels": int(roi_arr.sum())}
-    return tumour, {"shape": shape, "info": info}
+    return tumour, {"shape": shape, "info": info, "mask": mtv}
 
 
 def _feature_row(tumour: dict, mtv: dict, ref: dict, mtv_method: str) -> dict:
@@ -165,6 +166,25 @@ def image_features(
     return _feature_row(tumour, mtv, ref, mtv_method)
 
 
+#: The reference spheres as DICOM output names them, with their nominal volumes (ml).
+SPHERE_SEGMENTS = {"liver": "liver reference", "muscle_left": "muscle left reference",
+                   "muscle_right": "muscle right reference"}
+
+
+def sphere_masks(spect: sitk.Image, centres: Mapping[str, Sequence[float]]) -> dict[str, sitk.Image]:
+    """The three reference-sphere VOIs (voxel-centre rule) as uint8 images on boxes of the SPECT lattice."""
+    out = {}
+    for sphere, name in SPHERE_SEGMENTS.items():
+        (k, j, i), _ = sphere_index_mask(spect, centres[sphere], sphere_radius_mm(SPHERE_VOLUMES_ML[sphere]))
+        if k.size == 0:
+            continue
+        lo = np.array([i.min(), j.min(), k.min()])
+        box = np.zeros((k.max() - lo[2] + 1, j.max() - lo[1] + 1, i.max() - lo[0] + 1), np.uint8)
+        box[k - lo[2], j - lo[1], i - lo[0]] = 1
+        out[name] = place_on_grid(box, spect, lo)
+    return out
+
+
 def load_roi(row: Mapping, *, patient=None) -> sitk.Image:
     """The tumour ROI named by a manifest row, on its own grid (any format :func:`mibgkit.rois.read_roi` reads)."""
     segment = row.get("roi_segment")
@@ -236,6 +256,7 @@ def extract_patient(
     mtv_params: Mapping | None = None,
     native_shape: bool = False,
     timings: dict | None = None,
+    masks: dict | None = None,
 ) -> dict:
     """Read one patient's files (a manifest row with absolute paths) and compute its features.
 
@@ -252,6 +273,10 @@ def extract_patient(
     timings : dict, optional
         When given, filled with the seconds spent per stage: ``spect_read``, ``roi_read``,
         ``markups_read``, ``resample``, ``spheres``, ``mtv``, ``shape``, ``native_shape``.
+    masks : dict, optional
+        When given, filled with what was measured, for DICOM output: ``"spect"`` (the SPECT image),
+        ``"tumour MTV"`` (uint8 0/1 image on a box of the SPECT lattice) and ``"liver reference"``,
+        ``"muscle left reference"``, ``"muscle right reference"`` (the sphere VOIs, likewise).
 
     Returns
     -------
@@ -265,15 +290,72 @@ def extract_patient(
 
     Notes
     -----
-    Each file is read once. The ROI is resampled onto the SPECT grid only over its bounding box
-    (:func:`roi_box_on_grid`) and tumour uptake, MTV and shape are computed on that box; the
-    reference spheres read the full SPECT image. The values are those of the full-grid computation.
+    ``PatientData.load(row).measure(...)``: each file is read once. The ROI is resampled onto the
+    SPECT grid only over its bounding box (:func:`mibgkit.geometry.roi_box_on_grid`) and tumour
+    uptake, MTV and shape are computed on that box; the reference spheres read the full SPECT image.
+    The values are those of the full-grid computation.
     """
     pid = str(row["patient_id"])
-    clock = _Stopwatch(timings)
+    with _patient_errors(pid):
+        data = PatientData.load(row, timings=timings)
+        return data.measure(mtv_method=mtv_method, mtv_params=mtv_params, native_shape=native_shape,
+                            timings=timings, masks=masks)
+
+
+@contextmanager
+def _patient_errors(pid: str):
+    """Every error of one patient's measurement as a :class:`MibgkitError` naming the patient."""
     try:
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", QCWarning)
+        yield
+    except MibgkitError as e:
+        raise e.for_patient(pid)
+    except (RuntimeError, ValueError, OSError) as e:  # SimpleITK / numpy / file system
+        raise MibgkitError(f"{type(e).__name__}: {e}", patient=pid) from e
+
+
+@contextmanager
+def _qc_warnings(into: list):
+    """Collect the QC warnings raised in a block into ``into`` (messages, in order); pass the rest on."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", QCWarning)
+        yield
+    into.extend(str(w.message) for w in caught if issubclass(w.category, QCWarning))
+    for w in caught:  # anything else (numpy, SimpleITK) is passed on, not swallowed
+        if not issubclass(w.category, QCWarning):
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+class PatientData:
+    """One patient's inputs, read once, measured as often as wanted.
+
+    :meth:`load` reads the SPECT, the tumour ROI (on its own grid), the sphere centres and the organ
+    masks of a manifest row; :meth:`measure` computes the feature row of :func:`extract_patient`
+    from them, for any MTV definition, sphere centres or replacement ROI, reusing what does not
+    change (the ROI resampled onto the SPECT grid per search margin, the crops, the reference
+    spheres per centre set). The live viewer and the perturbation analysis measure through it, so
+    their numbers are those of ``mibgkit extract``.
+    """
+
+    def __init__(self, patient_id: str, spect: sitk.Image, roi_native: sitk.Image, centres: Mapping,
+                 organs: Mapping | None, *, roi_path=None, load_warnings: Sequence[str] = ()):
+        self.patient_id = str(patient_id)
+        self.spect = spect
+        self.roi_native = roi_native
+        self.centres = {k: tuple(float(x) for x in v) for k, v in centres.items()}
+        self.organs = organs
+        self.roi_path = roi_path
+        self.load_warnings = list(load_warnings)
+        self._boxes: dict = {}
+        self._refs: dict = {}
+        self._native: dict = {}
+
+    @classmethod
+    def load(cls, row: Mapping, *, timings: dict | None = None) -> "PatientData":
+        """Read one manifest row's files (see :func:`extract_patient` for the row)."""
+        pid = str(row["patient_id"])
+        clock = _Stopwatch(timings)
+        notes: list[str] = []
+        with _patient_errors(pid), _qc_warnings(notes):
             spect = io.load_image(row["spect"], patient=pid)
             io.check_counts(spect, row["spect"], pid)
             clock.lap("spect_read")
@@ -282,31 +364,76 @@ def extract_patient(
             centres = load_centres(row, patient=pid)
             organs = load_organs(row, spect, patient=pid)
             clock.lap("markups_read")
-            margin = mtv_margin_vox(spect.GetSpacing(), mtv_method, mtv_params)
-            roi_box, start = roi_box_on_grid(roi_native, spect, margin_vox=margin, patient=pid, path=row["roi"])
-            spect_box = crop(spect, start, roi_box.GetSize())
-            clock.lap("resample")
-            ref = _reference(spect, centres, organs, timings)
-            tumour, mtv = _tumour_features(spect_box, roi_box, mtv_method=mtv_method, mtv_params=mtv_params,
-                                           timings=timings)
-            out = _feature_row(tumour, mtv, ref, mtv_method)
-        clock.restart()
-        extra = [str(w.message) for w in caught if issubclass(w.category, QCWarning)]
-        for w in caught:  # anything else (numpy, SimpleITK) is passed on, not swallowed
-            if not issubclass(w.category, QCWarning):
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-        if extra:
-            out["qc_warnings"] = "; ".join(filter(None, [out["qc_warnings"], *extra]))
-        if native_shape:
-            native = shape_features(roi_native)
-            out["roi_native_asphericity"] = native["asphericity"]
-            out["roi_native_mtv_ml"] = native["mesh_volume_mm3"] / 1000.0
-            clock.lap("native_shape")
-    except MibgkitError as e:
-        raise e.for_patient(pid)
-    except (RuntimeError, ValueError, OSError) as e:  # SimpleITK / numpy / file system
-        raise MibgkitError(f"{type(e).__name__}: {e}", patient=pid) from e
-    return {"patient_id": pid, **out}
+        return cls(pid, spect, roi_native, centres, organs, roi_path=row.get("roi"), load_warnings=notes)
+
+    def roi_box(self, margin_vox=(0, 0, 0), roi: sitk.Image | None = None) -> tuple[sitk.Image, tuple, list]:
+        """The ROI on a box of the SPECT grid grown by ``margin_vox`` (cached): ``(mask, start, warnings)``."""
+        roi = self.roi_native if roi is None else roi
+        key = (id(roi), tuple(int(v) for v in margin_vox))
+        if key not in self._boxes:
+            notes: list[str] = []
+            with _qc_warnings(notes):
+                box, start = roi_box_on_grid(roi, self.spect, margin_vox=margin_vox, patient=self.patient_id,
+                                             path=self.roi_path)
+            self._boxes[key] = (box, start, notes, roi)
+        box, start, notes, _ = self._boxes[key]
+        return box, start, notes
+
+    def reference(self, centres: Mapping | None = None) -> dict:
+        """Liver and muscle reference uptake (:func:`mibgkit.voi.reference_uptake`) at ``centres``
+        (default: the patient's), cached per centre set."""
+        centres = self.centres if centres is None else {k: tuple(float(x) for x in v) for k, v in centres.items()}
+        key = tuple(sorted(centres.items()))
+        if key not in self._refs:
+            self._refs[key] = reference_uptake(self.spect, centres, organ_masks=self.organs)
+        return self._refs[key]
+
+    def measure(self, *, mtv_method: str = "roi", mtv_params: Mapping | None = None,
+                centres: Mapping | None = None, roi: sitk.Image | None = None, roi_box: tuple | None = None,
+                native_shape: bool = False, timings: dict | None = None, masks: dict | None = None) -> dict:
+        """The feature row (``patient_id`` first) for an MTV definition and sphere centres.
+
+        ``roi`` replaces the tumour ROI (any grid); ``roi_box`` = ``(mask, start)`` gives it already
+        on a box of the SPECT grid (e.g. eroded or dilated there). Other arguments as
+        :func:`extract_patient`.
+        """
+        clock = _Stopwatch(timings)
+        with _patient_errors(self.patient_id):
+            notes: list[str] = []
+            with _qc_warnings(notes):
+                margin = mtv_margin_vox(self.spect.GetSpacing(), mtv_method, mtv_params)
+                if roi_box is None:
+                    box, start, resample_notes = self.roi_box(margin, roi)
+                    notes.extend(resample_notes)
+                else:
+                    box, start = roi_box
+                spect_box = crop(self.spect, start, box.GetSize())
+                clock.lap("resample")
+                t0 = time.perf_counter()
+                ref = self.reference(centres)
+                if timings is not None:
+                    timings["spheres"] = timings.get("spheres", 0.0) + time.perf_counter() - t0
+                tumour, mtv = _tumour_features(spect_box, box, mtv_method=mtv_method, mtv_params=mtv_params,
+                                               timings=timings)
+                out = _feature_row(tumour, mtv, ref, mtv_method)
+                if masks is not None:
+                    masks.update({"spect": self.spect, "tumour MTV": mtv["mask"],
+                                  **sphere_masks(self.spect, self.centres if centres is None else centres)})
+            clock.restart()
+            extra = [*self.load_warnings, *notes]
+            if extra:
+                out["qc_warnings"] = "; ".join(filter(None, [out["qc_warnings"], *extra]))
+            if native_shape:
+                native = self._native_shape(self.roi_native if roi is None else roi)
+                out["roi_native_asphericity"] = native["asphericity"]
+                out["roi_native_mtv_ml"] = native["mesh_volume_mm3"] / 1000.0
+                clock.lap("native_shape")
+        return {"patient_id": self.patient_id, **out}
+
+    def _native_shape(self, roi: sitk.Image) -> dict:
+        if id(roi) not in self._native:
+            self._native[id(roi)] = (shape_features(roi), roi)
+        return self._native[id(roi)][0]
 
 
 class _Stopwatch:

@@ -94,6 +94,15 @@ class Session:
             if item not in self.missing:
                 self.missing.append(item)
 
+    def explain(self, missing: Iterable[NotEstimable], what: str) -> None:
+        """Say, in the report where a number would stand, why it is not estimable (items whose
+        ``what`` starts with ``what``)."""
+        from IPython.display import Markdown, display
+
+        for m in missing:
+            if m.what.startswith(what):
+                display(Markdown(f"*{text(m.what)}: not estimable — {text(m.reason)}.*"))
+
     # -- warnings --------------------------------------------------------------------------------
 
     def _record(self, message, category, filename, lineno, file=None, line=None) -> None:

@@ -171,10 +171,9 @@ def qc_figure(
     With ``ct``, a fourth panel shows the CT slice at the tumour's level with the SPECT fused over it
     and the ROI contour, each drawn at its own physical extent (so a misregistration would show).
     """
-    from .voi import sphere_radius_mm
+    from .voi import SPHERE_VOLUMES_ML, sphere_radius_mm
 
-    radii_mm = radii_mm or {"liver": sphere_radius_mm(30), "muscle_left": sphere_radius_mm(10),
-                            "muscle_right": sphere_radius_mm(10)}
+    radii_mm = radii_mm or {s: sphere_radius_mm(v) for s, v in SPHERE_VOLUMES_ML.items()}
     img, m = _lps(spect), _lps(roi)
     a = sitk.GetArrayFromImage(img).astype(float)  # z, y, x with x→L, y→P, z→S
     r = sitk.GetArrayFromImage(m) != 0

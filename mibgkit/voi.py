@@ -22,6 +22,9 @@ from .geometry import index_to_lps
 LIVER_VOLUME_ML = 30.0
 MUSCLE_VOLUME_ML = 10.0
 
+#: Nominal volume (ml) of each reference sphere, by name.
+SPHERE_VOLUMES_ML = {"liver": LIVER_VOLUME_ML, "muscle_left": MUSCLE_VOLUME_ML, "muscle_right": MUSCLE_VOLUME_ML}
+
 
 def sphere_radius_mm(volume_ml: float) -> float:
     """Radius in mm of a sphere of ``volume_ml`` millilitres: ``(3·1000·v / 4π)^(1/3)``.
@@ -180,7 +183,7 @@ def reference_uptake(
     organ_masks = organ_masks or {}
     out: dict = {}
     notes: list[str] = []
-    spheres = {"liver": liver_ml, "muscle_left": muscle_ml, "muscle_right": muscle_ml}
+    spheres = {**SPHERE_VOLUMES_ML, "liver": liver_ml, "muscle_left": muscle_ml, "muscle_right": muscle_ml}
     for sphere, ml in spheres.items():
         if sphere not in centres:
             raise GeometryError(f"no centre for the {sphere} sphere (have: {', '.join(sorted(centres)) or 'none'})")
