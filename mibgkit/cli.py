@@ -5,7 +5,8 @@ Verbs::
     mibgkit shape MASK [--label N | --segment NAME] [--reference IMAGE] [--json]
     mibgkit extract MANIFEST -o FEATURES.csv [--mtv-method roi|percent_max|adaptive] [--strict]
                     [--workers N | --scheduler ADDRESS]
-    mibgkit synth OUT [--n 50] [--seed S]
+    mibgkit synth OUT [--n 50] [--seed S] [--vendor siemens|ge|philips|hermes|quant|float|reversed]
+                  [--compression deflate|rle|none]
     mibgkit report [--manifest M] [--params FILE] [--out reports/]
 """
 
@@ -75,7 +76,7 @@ def _cmd_synth(args) -> int:
 
     t0 = time.perf_counter()
     manifest = generate_cohort(args.out, n=args.n, seed=DEFAULT_SEED if args.seed is None else args.seed,
-                               progress=not args.quiet)
+                               progress=not args.quiet, vendor=args.vendor, compression=args.compression)
     print(f"synthetic cohort of {args.n} patients -> {manifest} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 
@@ -160,6 +161,14 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("out", help="folder to write (created)")
     y.add_argument("--n", type=int, default=50, help="number of patients (default 50, the paper's cohort)")
     y.add_argument("--seed", type=int, help="random seed (default: the calibrated seed)")
+    from .synth.dicom import COMPRESSIONS, VENDORS
+
+    y.add_argument("--vendor", choices=VENDORS, default="siemens",
+                   help="layout of the SPECT files (default siemens; hermes writes a folder of single-frame "
+                        "files, quant Bq/ml via Real World Value Mapping); the images read back the same")
+    y.add_argument("--compression", choices=tuple(COMPRESSIONS), default="deflate",
+                   help="DICOM transfer syntax of SPECT and CT (default deflate: Deflated Explicit VR Little "
+                        "Endian, lossless, ~4.9 MB per patient; none: ~14.6 MB)")
     y.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     y.set_defaults(func=_cmd_synth)
 

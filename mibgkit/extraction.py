@@ -153,8 +153,8 @@ def patient_key(row: Mapping, parameters: Mapping) -> str:
 
 
 #: The modules whose code decides a patient's feature row (a change to any of them invalidates parts).
-EXTRACTION_MODULES = ("io", "dicom_image", "geometry", "rois", "slicer", "dicom_seg", "rtstruct", "voi", "segment",
-                      "shape", "features")
+EXTRACTION_MODULES = ("io", "dicom_image", "nm", "geometry", "rois", "slicer", "dicom_seg", "rtstruct", "voi",
+                      "segment", "shape", "features")
 
 #: Version of the part-file layout (written and read here); part of every key.
 PART_FORMAT = 1

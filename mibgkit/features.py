@@ -416,6 +416,7 @@ class PatientData:
                 tumour, mtv = _tumour_features(spect_box, box, mtv_method=mtv_method, mtv_params=mtv_params,
                                                timings=timings)
                 out = _feature_row(tumour, mtv, ref, mtv_method)
+                out["uptake_unit"] = io.uptake_unit(self.spect)
                 if masks is not None:
                     masks.update({"spect": self.spect, "tumour MTV": mtv["mask"],
                                   **sphere_masks(self.spect, self.centres if centres is None else centres)})

@@ -18,18 +18,26 @@ Conventions
   (NM with a negative Spacing Between Slices) is returned with its slices reversed; physical
   positions are unchanged.
 
-Pixel type
-----------
-The image keeps the type it was stored in (e.g. uint16 counts, int16 HU); where DICOM rescale
-(``RescaleSlope``/``RescaleIntercept``) changes values the result is floating point (float32 for NM
-files, SimpleITK's choice for series). Callers cast as they need (``sitk.Cast(image, sitk.sitkFloat32)``).
+Values, pixel type and unit
+---------------------------
+An image holds the values its file means (SPEC 6.6; the rules are in :mod:`mibgkit.nm`): an NM
+file's Real World Value Mapping where it has one (float64, e.g. Bq/ml for quantitative SPECT), else
+its Rescale Slope/Intercept (float32 where they change values), else the stored values in their own
+type (e.g. uint16 counts; Float Pixel Data as float32). Single-frame series of other modalities keep
+SimpleITK's choice (int16 HU for CT; float32 under a per-slice rescale). The unit travels with the
+image as the SimpleITK metadata key ``"uptake_unit"`` (``image.GetMetaData("uptake_unit")``): the UCUM
+code of the NM file's Real World Value Mapping (``"Bq/ml"``, ...), ``"counts"`` otherwise and for
+NIfTI, NRRD and MetaImage files, ``"HU"`` for a CT series. Ratios of values are unit-free. Callers
+cast as they need (``sitk.Cast(image, sitk.sitkFloat32)``).
 
 Errors
 ------
 Every problem is an :class:`~mibgkit.errors.InputError` (cannot read, not an image, truncated, 2-D,
-NaN/inf voxels, several series in one folder) or a :class:`~mibgkit.errors.GeometryError` (missing or
-inconsistent position/orientation, missing or duplicated slices, non-uniform slice spacing,
-non-positive spacing); the message names the file or folder and, if given, the patient.
+NaN/inf voxels, several series in one folder, a DICOM attribute that cannot be read or does not
+describe the pixel data) or a :class:`~mibgkit.errors.GeometryError` (missing or inconsistent
+position/orientation, missing or duplicated slices, non-uniform slice spacing, non-positive spacing);
+the message names the file or folder, the DICOM attribute (name and tag) where one is at fault, and,
+if given, the patient. No other exception type leaves :func:`load_image` for a damaged DICOM header.
 """
 
 from __future__ import annotations
@@ -45,7 +53,10 @@ import SimpleITK as sitk
 from .dicom_image import read_dicom_file, read_dicom_folder
 from .errors import GeometryError, InputError, QCWarning, first_line
 
-__all__ = ["load_image", "check_counts", "ITK_SUFFIXES"]
+__all__ = ["load_image", "check_counts", "uptake_unit", "ITK_SUFFIXES", "UNIT_KEY"]
+
+#: SimpleITK metadata key holding the unit of an image's values (``"counts"``, ``"Bq/ml"``, ...).
+UNIT_KEY = "uptake_unit"
 
 #: File endings read through SimpleITK (anything else is tried as DICOM).
 ITK_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -76,8 +87,9 @@ def load_image(path: str | os.PathLike, *, patient: str | None = None) -> sitk.I
     Returns
     -------
     SimpleITK.Image
-        3-D, scalar, in the stored pixel type (floating point where DICOM rescale applies); origin,
-        spacing (mm) and direction as described in the module notes.
+        3-D, scalar, holding the values the file means (module notes: Real World Value Mapping,
+        rescale, stored values), with the metadata key ``"uptake_unit"``; origin, spacing (mm) and
+        direction as described in the module notes.
 
     Raises
     ------
@@ -86,21 +98,24 @@ def load_image(path: str | os.PathLike, *, patient: str | None = None) -> sitk.I
         file; several series in one folder; a 2-D image (one slice, or a single-frame DICOM file
         given instead of its folder); vector or 4-D images; NaN or infinite voxels.
     GeometryError
-        NM file without Image Position/Orientation (Patient) or pixel spacing; slices missing,
+        NM file without Image Position/Orientation (Patient), Spacing Between Slices or pixel
+        spacing, or with a Slice Vector or Number of Slices inconsistent with Number of Frames; slices missing,
         duplicated, unevenly spaced, differently oriented or not stacked along their normal; zero,
         negative or non-finite spacing; direction cosines that are not orthonormal.
 
     Notes
     -----
-    NM multi-frame geometry follows DICOM PS3.3 C.8.4.8 and C.8.4.15. Image Position and Orientation
-    (Patient) are taken from the first item of the Detector Information Sequence (top-level values are
-    accepted as a fallback, as some exporters write them there). Frames are placed by the Slice Vector
-    (the Frame Increment Pointer of ``RECON TOMO``): the frame with slice index ``s`` lies at
+    NM multi-frame geometry follows DICOM PS3.3 C.8.4.10 (NM Detector) and C.8.4.15 (NM
+    Reconstruction). Image Position and Orientation (Patient) are taken from the first item of the
+    Detector Information Sequence, or from the top level where a vendor writes them only there (both
+    present: they must agree). Frames are placed by the Slice Vector (the Frame Increment Pointer of
+    ``RECON TOMO``): the frame with slice index ``s`` lies at
     ``IPP + (s - s1) * SpacingBetweenSlices * (row × column)``, ``s1`` being the first frame's index.
     A negative Spacing Between Slices stacks slices against the normal; such volumes are returned
-    reversed so that the direction stays right-handed. Without Spacing Between Slices, Slice Thickness
-    is used (contiguous slices). Frames that vary along any other vector (gated R-R interval, time
-    slot) are not one 3-D volume and are refused.
+    reversed so that the direction stays right-handed. Slice Thickness is never taken for the spacing
+    (it is the nominal thickness, which some systems set apart from the spacing): without Spacing
+    Between Slices an NM file is refused. Frames that vary along any other vector (gated R-R interval,
+    time slot) are not one 3-D volume and are refused. Values: see :mod:`mibgkit.nm`.
 
     Examples
     --------
@@ -118,7 +133,13 @@ def load_image(path: str | os.PathLike, *, patient: str | None = None) -> sitk.I
         image = _read_itk_file(p, patient)
     else:
         image = read_dicom_file(p, patient)
+    image.SetMetaData(UNIT_KEY, uptake_unit(image))
     return _validated(image, p, patient)
+
+
+def uptake_unit(image: sitk.Image) -> str:
+    """The unit of an image's values (UCUM code, e.g. ``"Bq/ml"``); ``"counts"`` unless the file said otherwise."""
+    return image.GetMetaData(UNIT_KEY) if image.HasMetaDataKey(UNIT_KEY) else "counts"
 
 
 def check_counts(

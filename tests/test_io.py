@@ -177,9 +177,14 @@ def test_nm_geometry_fallbacks(tmp_path, counts):
     det = ds.DetectorInformationSequence[0]
     ds.ImagePositionPatient, ds.ImageOrientationPatient = det.ImagePositionPatient, det.ImageOrientationPatient
     del det.ImagePositionPatient, det.ImageOrientationPatient
-    del ds.SpacingBetweenSlices  # Slice Thickness (contiguous slices) is the fallback
     ds.save_as(tmp_path / "fallback.dcm")
     assert same_grid(load_image(tmp_path / "fallback.dcm"), reference, tol=1e-9)
+    # SPEC 6.6: Slice Thickness is never taken for the spacing (it was the fallback before)
+    del ds.SpacingBetweenSlices
+    ds.save_as(tmp_path / "no_spacing.dcm")
+    with pytest.raises(GeometryError, match=r"Spacing Between Slices \(0018,0088\)") as err:
+        load_image(tmp_path / "no_spacing.dcm")
+    assert "no_spacing.dcm" in str(err.value)
 
 
 @pytest.mark.parametrize("name", ["identity", "oblique"])

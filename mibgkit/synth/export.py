@@ -1,8 +1,10 @@
 """Writing one synthetic patient's files as a hospital department would export them.
 
-Per patient: the NM multi-frame SPECT and the CT series (:mod:`mibgkit.synth.dicom`) with fake but
-realistic identities, the analyst's tumour segmentation (``.seg.nrrd``) and the reference-sphere
-markups (``.mrk.json``, :mod:`mibgkit.slicer_write`).
+Per patient: the SPECT (an NM multi-frame file, or for the ``hermes`` layout a folder of single-frame
+NM files) and the CT series (:mod:`mibgkit.synth.dicom`) with fake but realistic identities, the
+analyst's tumour segmentation (``.seg.nrrd``) and the reference-sphere markups (``.mrk.json``,
+:mod:`mibgkit.slicer_write`). The SPECT's vendor layout and the DICOM compression are parameters; the
+voxels, their positions and (but for ``quant``'s Bq/ml calibration) their values do not depend on them.
 """
 
 from __future__ import annotations
@@ -31,9 +33,17 @@ def _dicom_date(iso: str) -> str:
 
 
 def write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_counts, seg_mask, seg_grid,
-                   shape, ct_tumour, necrosis, refs) -> dict:
+                   shape, ct_tumour, necrosis, refs, *, vendor: str = "siemens",
+                   compression: str = "deflate") -> dict:
+    """Write one patient's files under ``out_dir/patients/<patient_id>/``; return its manifest row.
+
+    ``vendor`` is the SPECT's layout (:data:`mibgkit.synth.dicom.VENDORS`, default ``siemens``);
+    ``compression`` the DICOM transfer syntax of SPECT and CT (``"deflate"`` default, ``"rle"``,
+    ``"none"``; :data:`mibgkit.synth.dicom.COMPRESSIONS`). ``rng`` is consumed the same way whatever
+    the two are, so the other files do not depend on them.
+    """
     from ..slicer_write import write_markups, write_segmentation
-    from .dicom import write_ct_series, write_nm_multiframe
+    from .dicom import write_ct_series, write_spect
 
     pid = str(row["patient_id"])
     folder = out_dir / "patients" / pid
@@ -57,11 +67,11 @@ def write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_co
     }
     # EANM paediatric dosage card (class B, baseline 28 MBq for 123I-MIBG), 37–400 MBq.
     dose = float(np.clip(28.0 * _eanm_multiple(weight), 80.0, 400.0))
-    write_nm_multiframe(spect_counts, folder / "spect.dcm", spacing=spect.spacing, origin=spect.origin,
-                        identity=identity,
-                        series={"SeriesNumber": 3, "SeriesDescription": "SPECT MIBG 24h Flash3D AC",
-                                "RadionuclideTotalDose": round(dose, 1),
-                                "RadiopharmaceuticalStartTime": f"{(hour + 24 - 24) % 24:02d}0000"})
+    spect_path = write_spect(spect_counts, folder, spacing=spect.spacing, origin=spect.origin,
+                             identity=identity, vendor=vendor, compression=compression,
+                             series={"SeriesNumber": 3, "SeriesDescription": "SPECT MIBG 24h Flash3D AC",
+                                     "RadionuclideTotalDose": round(dose, 1),
+                                     "RadiopharmaceuticalStartTime": f"{(hour + 24 - 24) % 24:02d}0000"})
 
     labels = anatomy.label_map(body, ct)
     tum, lo = ct_tumour
@@ -81,7 +91,8 @@ def write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_co
     hu = anatomy.ct_numbers(labels, rng)
     del labels
     write_ct_series(hu, folder / "ct", spacing=ct.spacing, origin=ct.origin, identity=identity,
-                    series={"SeriesNumber": 2, "SeriesDescription": f"CT LowDose {ct.spacing[2]:.1f} B08s"})
+                    series={"SeriesNumber": 2, "SeriesDescription": f"CT LowDose {ct.spacing[2]:.1f} B08s"},
+                    compression=compression)
     del hu
 
     site = str(row["primary_site"])
@@ -94,7 +105,7 @@ def write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_co
     write_markups(folder / "spheres.mrk.json", {k: [float(round(v, 3)) for v in p] for k, p in refs.items()},
                   coordinate_system=system)
     rel = f"patients/{pid}"
-    return {"patient_id": pid, "spect": f"{rel}/spect.dcm", "ct": f"{rel}/ct", "roi": f"{rel}/tumour.seg.nrrd",
+    return {"patient_id": pid, "spect": f"{rel}/{spect_path.name}", "ct": f"{rel}/ct", "roi": f"{rel}/tumour.seg.nrrd",
             "roi_segment": "tumour", "markups": f"{rel}/spheres.mrk.json", "scan_date": row["scan_date"],
             "efs_days": f"{float(row['efs_days']):.1f}", "efs_event": int(row["efs_event"])}
 
