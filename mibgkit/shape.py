@@ -11,11 +11,12 @@ the mesh is built, and every step after that is vectorised.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import math
 from typing import Any
 
 import numpy as np
-from scipy.spatial import ConvexHull, QhullError
 from skimage.measure import marching_cubes
 
 from .errors import GeometryError, InputError, SegmentationError
@@ -25,15 +26,32 @@ __all__ = ["shape_features", "surface_mesh"]
 # Points are compared in blocks of this many rows, so that the pairwise-distance step
 # never holds more than _BLOCK x n distances in memory.
 _BLOCK = 2048
-# Above this many candidate points for the maximum diameter, keep only their convex hull.
-_HULL_ABOVE = 256
-# Axes, face diagonals and body diagonals: the extreme vertices along these seed the
-# lower bound of the maximum diameter.
+# Above this many candidates for the maximum diameter, those that cannot reach the lower
+# bound are dropped first (see _max_diameter); below, comparing all pairs is as fast.
+_PAIRS_BELOW = 32
+# The 13 directions of the lower bound (axes, face and body diagonals), as used in
+# _max_diameter (entries 0 and ±1), their inverse lengths, and the cosine of the covering
+# radius of these directions and their opposites on the sphere (0.886452 rounded down).
 _DIRECTIONS = np.array(
     [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1],
      [0, 1, 1], [0, 1, -1], [1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]],
     dtype=float,
 )
+_DIRECTION_SCALE = 1.0 / np.sqrt((_DIRECTIONS**2).sum(axis=1))[:, None]
+_COS_13 = 0.88645
+_ROWS = np.arange(13)
+# Finer: the 49 primitive integer vectors in {-2..2}^3 up to sign, as unit vectors
+# (covering radius with their opposites: cos = 0.952910, rounded down).
+_FINE_DIRECTIONS = np.array(
+    [v for v in itertools.product(range(-2, 3), repeat=3)
+     if any(v) and math.gcd(*v) == 1 and v > tuple(-c for c in v)],
+    dtype=float,
+)
+_FINE_DIRECTIONS /= np.sqrt((_FINE_DIRECTIONS**2).sum(axis=1))[:, None]
+_COS_FINE = 0.95290
+_EYE = np.eye(3)
+_ORTHONORMAL_TOL = 1e-6 + 1e-5 * _EYE  # np.allclose(..., atol=1e-6) against the identity
+_ROLL = np.array([0, 1, 2, 0, 1])
 
 
 def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None = None) -> dict[str, float | int]:
@@ -179,7 +197,8 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     if direction is not None:
         verts = verts[:, ::-1] @ direction.T  # (z, y, x) mm -> physical (x, y, z) mm
 
-    volume, surface = _volume_and_surface(verts, faces)
+    centred = verts - verts.mean(axis=0)
+    volume, surface = _volume_and_surface(centred, faces)
     sphericity = (36.0 * math.pi * volume**2) ** (1.0 / 3.0) / surface
     voxel_volume = n_voxels * float(np.prod(spacing_mm))
     if direction is not None:
@@ -189,7 +208,7 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
         "surface_mm2": surface,
         "sphericity": sphericity,
         "asphericity": 1.0 / sphericity - 1.0,
-        "max_diameter_mm": _max_diameter(verts),
+        "max_diameter_mm": _max_diameter(centred),
         "voxel_volume_mm3": voxel_volume,
         "voxel_volume_ml": voxel_volume / 1000.0,
         "n_voxels": n_voxels,
@@ -252,7 +271,8 @@ def _mask_and_geometry(mask: Any, spacing: Any, label: Any) -> tuple[np.ndarray,
         array = sitk.GetArrayViewFromImage(mask)  # (z, y, x), no copy
         spacing = mask.GetSpacing()[::-1]
         matrix = np.asarray(mask.GetDirection(), dtype=float).reshape(3, 3)
-        if not np.allclose(matrix.T @ matrix, np.eye(3), atol=1e-6):
+        # np.allclose(matrix.T @ matrix, I, atol=1e-6) written out (allclose costs more than the rest here)
+        if not bool(np.all(np.abs(matrix.T @ matrix - _EYE) <= _ORTHONORMAL_TOL)):
             direction = matrix
     else:
         array = np.asarray(mask)
@@ -282,7 +302,12 @@ def _crop_to_bounding_box(array: np.ndarray, label: Any) -> tuple[np.ndarray, tu
     def inside(part: np.ndarray) -> np.ndarray:
         return part != 0 if label is None else part == label
 
-    plane = array.any(axis=0) if label is None else inside(array).any(axis=0)  # (y, x)
+    if label is None and array.dtype.kind in "biu":
+        # OR of the integer values: non-zero exactly where some voxel along z is non-zero, with
+        # no cast to bool of the whole array (what ``any`` does for integers)
+        plane = np.bitwise_or.reduce(array.view(np.uint8) if array.dtype.kind == "b" else array, axis=0) != 0
+    else:
+        plane = array.any(axis=0) if label is None else inside(array).any(axis=0)  # (y, x)
     if not plane.any():
         what = "mask is empty (no non-zero voxel)" if label is None else f"mask has no voxel with label {label}"
         raise SegmentationError(f"{what}; shape features need at least one voxel inside the region")
@@ -296,78 +321,254 @@ def _crop_to_bounding_box(array: np.ndarray, label: Any) -> tuple[np.ndarray, tu
 
 
 def _mesh(crop: np.ndarray, spacing_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Marching cubes at 0.5 on the crop padded by one zero voxel; vertices in mm (float64)."""
-    padded = np.zeros(tuple(n + 2 for n in crop.shape), dtype=np.float32)
-    padded[1:-1, 1:-1, 1:-1] = crop
-    verts, faces, _, _ = marching_cubes(padded, level=0.5, spacing=tuple(spacing_mm), allow_degenerate=True)
-    return verts.astype(np.float64), faces
+    """Marching cubes at 0.5 on the crop padded by one zero voxel; vertices in mm (float64, C order).
 
+    The mesh is that of ``skimage.measure.marching_cubes(padded, level=0.5, spacing=spacing_mm,
+    allow_degenerate=True)`` (Lewiner et al.), vertex for vertex and face for face, built with
+    array operations instead of a loop over the cubes; for the small masks of a tumour the
+    set-up of that call and its per-vertex normals cost more than the rest of the features.
 
-def _volume_and_surface(verts: np.ndarray, faces: np.ndarray) -> tuple[float, float]:
-    """Mesh volume |Σ a·(b × c)| / 6 (divergence theorem, about the centroid) and area Σ |(b−a) × (c−a)| / 2.
-
-    Cross products written out over the coordinates (one pass over the triangles, no temporaries
-    from ``np.cross``).
+    How: on a 0/1 volume the triangles of a cube depend only on which of its 8 corners are
+    inside (all corner values are ±0.5 about the level, so Lewiner's face and interior tests
+    have fixed outcomes), and every vertex is the midpoint of a cube edge or, for some
+    configurations, the cube centre. :func:`_cube_tables` records, for each of the 256
+    configurations, the sequence of edge references that ``marching_cubes`` emits for that
+    cube alone. ``marching_cubes`` visits the cubes in C order (z, then y, then x), emits these
+    references, and numbers the vertices in the order in which their edge is first referenced
+    (it keeps one vertex per edge; the centre vertex belongs to its cube): that is what is
+    reproduced here. Vertex coordinates are multiples of half a voxel, exact in floating
+    point; they are scaled exactly as ``marching_cubes`` does it (a float64 product with the
+    spacing), so the vertices are the same to the bit.
     """
-    centred = verts - verts.mean(axis=0)
-    a, b, c = centred[faces[:, 0]], centred[faces[:, 1]], centred[faces[:, 2]]
-    ax, ay, az = a[:, 0], a[:, 1], a[:, 2]
-    bx, by, bz = b[:, 0], b[:, 1], b[:, 2]
-    cx, cy, cz = c[:, 0], c[:, 1], c[:, 2]
-    volume = abs(float((ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx)).sum())) / 6.0
-    ux, uy, uz = bx - ax, by - ay, bz - az
-    vx, vy, vz = cx - ax, cy - ay, cz - az
-    nx, ny, nz = uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx
-    surface = 0.5 * float(np.sqrt(nx * nx + ny * ny + nz * nz).sum())
+    table, counts_per_config = _cube_tables()
+    nz, ny, nx = (n + 2 for n in crop.shape)
+    padded = np.zeros((nz, ny, nx), dtype=np.uint8)
+    padded[1:-1, 1:-1, 1:-1] = crop
+    # configuration of every cube: bit dz*4 + dy*2 + dx set when that corner is inside
+    pairs = padded[:, :, :-1] + (padded[:, :, 1:] << 1)
+    quads = pairs[:, :-1] + (pairs[:, 1:] << 2)
+    config = (quads[:-1] + (quads[1:] << 4)).ravel()
+    counts = counts_per_config[config]
+    cubes = np.flatnonzero(counts)
+    config, counts = config[cubes], counts[cubes]
+    rows = table[config]
+    local = rows[rows >= 0]  # edge references of all cubes, in order
+    # global id of a reference: 4 * (linear index of the edge's first point) + direction,
+    # direction 0, 1, 2 for edges along x, y, z and 3 for the centre of the cube
+    cz, rest = np.divmod(cubes, (ny - 1) * (nx - 1))
+    cy, cx = np.divmod(rest, nx - 1)
+    corner = ((cz * ny + cy) * nx + cx) * 4
+    offsets = ((_LOCAL[:, 0] * ny + _LOCAL[:, 1]) * nx + _LOCAL[:, 2]) * 4 + _LOCAL[:, 3]
+    gid = np.repeat(corner, counts) + offsets[local]
+    first = _first_occurrence(gid, 4 * nz * ny * nx)
+    is_first = first == np.arange(len(gid))
+    number = np.cumsum(is_first) - 1  # vertex number of each first reference
+    faces = number[first].astype(np.int32).reshape(-1, 3)[:, ::-1]  # marching_cubes' orientation
+    vertex_gid = gid[is_first]
+    point, direction = np.divmod(vertex_gid, 4)
+    vz, rest = np.divmod(point, ny * nx)
+    vy, vx = np.divmod(rest, nx)
+    halves = np.empty((len(vertex_gid), 3), dtype=np.int64)  # vertex position in half voxels
+    halves[:, 0] = vz
+    halves[:, 1] = vy
+    halves[:, 2] = vx
+    halves *= 2
+    halves += _HALF_STEP[direction]
+    # (2k)·(h/2) is k·h rounded once, as the float32 vertex k times h in marching_cubes
+    return halves * (0.5 * spacing_mm), faces
+
+
+def _first_occurrence(ids: np.ndarray, size: int) -> np.ndarray:
+    """For each position, the first position holding the same id (ids in [0, size))."""
+    n = len(ids)
+    if size <= 16 * n + (1 << 16):
+        first = np.full(size, n, dtype=np.intp)
+        np.minimum.at(first, ids, np.arange(n))
+        return first[ids]
+    order = np.argsort(ids, kind="stable")
+    ordered = ids[order]
+    start = np.empty(n, dtype=bool)
+    start[0] = True
+    np.not_equal(ordered[1:], ordered[:-1], out=start[1:])
+    first = np.empty(n, dtype=np.intp)
+    first[order] = order[start][np.cumsum(start) - 1]
+    return first
+
+
+# Local references within a cube: (dz, dy, dx, direction) of the 12 edges and the centre.
+_LOCAL = np.array(
+    [[0, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0], [1, 1, 0, 0],  # along x
+     [0, 0, 0, 1], [0, 0, 1, 1], [1, 0, 0, 1], [1, 0, 1, 1],  # along y
+     [0, 0, 0, 2], [0, 0, 1, 2], [0, 1, 0, 2], [0, 1, 1, 2],  # along z
+     [0, 0, 0, 3]],  # centre
+    dtype=np.int64,
+)
+# Half-voxel step (z, y, x) from an edge's first point to its vertex, by direction.
+_HALF_STEP = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=np.int64)
+
+
+@functools.lru_cache(maxsize=1)
+def _cube_tables() -> tuple[np.ndarray, np.ndarray]:
+    """Edge references of ``marching_cubes`` for each of the 256 configurations of one cube.
+
+    Returns ``table`` (256, k) of indices into ``_LOCAL`` (-1 after the last) and the
+    number of references per configuration (three per triangle). Built once, by running
+    ``marching_cubes`` on every 2x2x2 configuration, so it follows the installed scikit-image.
+    """
+    position = {tuple(int(v) for v in 2 * row[:3] + _HALF_STEP[row[3]]): i for i, row in enumerate(_LOCAL)}
+    sequences = []
+    for config in range(256):
+        cube = np.array([(config >> bit) & 1 for bit in range(8)], dtype=np.float32).reshape(2, 2, 2)
+        if config in (0, 255):
+            sequences.append([])
+            continue
+        verts, faces, _, _ = marching_cubes(cube, level=0.5, allow_degenerate=True)
+        order = faces[:, ::-1].ravel()  # references in the order they were emitted
+        sequences.append([position[tuple(int(v) for v in 2 * verts[i])] for i in order])
+    width = max(len(seq) for seq in sequences)
+    table = np.full((256, width), -1, dtype=np.int8)
+    for config, seq in enumerate(sequences):
+        table[config, : len(seq)] = seq
+    return table, np.array([len(seq) for seq in sequences], dtype=np.int64)
+
+
+def _volume_and_surface(centred: np.ndarray, faces: np.ndarray) -> tuple[float, float]:
+    """Mesh volume |Σ a·(b × c)| / 6 (divergence theorem) and area Σ |(b−a) × (c−a)| / 2.
+
+    ``centred`` are the vertices minus their centroid (which keeps the sum well conditioned).
+    One gather puts the corners of every triangle in rows (x, y, z, x, y) of coordinates, so
+    that each cross product is three products over contiguous rows ((y, z, x) times (z, x, y)
+    and so on). Every term is the same floating-point expression as written out per
+    coordinate, (by cz − bz cy, ...), and (ax (by cz − bz cy) + ay (...)) + az (...), so the
+    sums are the same to the bit.
+    """
+    rows = centred.T[_ROLL]  # (5, n): x, y, z, x, y
+    corners = np.take(rows, np.ascontiguousarray(faces.T), axis=1)  # (5, 3, m): coordinate, corner, triangle
+    a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
+    cross = b[1:4] * c[2:5] - b[2:5] * c[1:4]  # b × c, rows x, y, z
+    dots = a[0:3] * cross
+    volume = abs(float((dots[0] + dots[1] + dots[2]).sum())) / 6.0
+    u = b - a
+    v = c - a
+    normal = u[1:4] * v[2:5] - u[2:5] * v[1:4]  # (b − a) × (c − a)
+    normal *= normal
+    surface = 0.5 * float(np.sqrt(normal[0] + normal[1] + normal[2]).sum())
     return volume, surface
 
 
-def _max_diameter(verts: np.ndarray) -> float:
-    """Largest distance between two vertices (exact), pruned first, then via the convex hull.
+def _max_diameter(points: np.ndarray) -> float:
+    """Largest distance between two vertices (exact), from a pruned candidate set.
+
+    ``points`` are the vertices minus their centroid.
 
     1. Lower bound L: the farthest vertex from each of the extreme vertices along 13
        directions (axes, face and body diagonals) gives a pair at distance L.
     2. Pruning: with c the midpoint of that pair and R the largest distance of a vertex
        from c, any pair farther apart than L has both ends at more than L - R from c
-       (triangle inequality), so vertices closer to c are dropped. For round shapes this
-       leaves a thin shell of a few dozen vertices.
-    3. If many vertices remain, only the vertices of their convex hull are kept (the two
-       ends of a diameter are hull vertices); the rest are compared pairwise.
+       (triangle inequality), so vertices closer to c are dropped.
+    3. The remaining candidates are moved to their own centroid and compared pairwise as
+       |p|² + |q|² − 2 p·q; the result is the larger of L and the largest of these.
+
+    Step 3 does not compare all pairs of candidates, only those between candidates that
+    can still be an end of a chord of length L (exact pruning, no convex hull):
+    for unit directions u_1..u_K that cover the sphere to within an angle θ (every unit
+    vector is within θ of some u_k), the direction of q − p is within θ of some u_k, so
+    (q − p)·u_k ≥ |q − p| cos θ, while (q − p)·u_k ≤ h_k − p·u_k with h_k the largest
+    projection of a candidate on u_k. Hence every partner q of p is at most
+    B(p) / cos θ away, with B(p) = max_k (h_k − p·u_k), and candidates with
+    B(p) < L cos θ (less a margin far above rounding) are dropped. This runs with the 13
+    directions of step 1 and their opposites (cos θ = 0.8864), then with the 49 directions
+    of integer vectors in {−2..2}³ and their opposites (cos θ = 0.9529); θ is the covering
+    radius of each set, arccos of the smallest offset of a facet of its convex hull. What
+    remains is typically 5-50 vertices. Every pair whose rounded |p|² + |q|² − 2 p·q could
+    be the largest has both ends at distance ≥ L from each other (up to rounding), so it
+    is kept and the maximum is the value of the full comparison of all candidates, to the
+    bit.
+
+    Steps 1-3 are computed with the same floating-point expressions as a straightforward
+    implementation; the projections on directions with entries 0 and ±1 are written as
+    sums and differences of coordinates, which are exactly the values of the dot products.
     """
-    points = verts - verts.mean(axis=0)
+    n = len(points)
     norms = np.einsum("ij,ij->i", points, points)
-    projections = _inner(points, _DIRECTIONS)
-    extremes = np.concatenate([projections.argmax(axis=0), projections.argmin(axis=0)])
-    d2 = norms[extremes, None] + norms[None, :] - 2.0 * _inner(points[extremes], points)
-    i, j = np.unravel_index(int(d2.argmax()), d2.shape)
-    lower = math.sqrt(max(float(d2[i, j]), 0.0))
-    from_centre = points - 0.5 * (points[extremes[i]] + points[j])
+    coords = np.ascontiguousarray(points.T)
+    x, y, z = coords
+    proj = np.empty((13, n))
+    proj[0:3] = coords
+    np.add(x, y, out=proj[3])
+    np.subtract(x, y, out=proj[4])
+    np.add(x, z, out=proj[5])
+    np.subtract(x, z, out=proj[6])
+    np.add(y, z, out=proj[7])
+    np.subtract(y, z, out=proj[8])
+    np.add(proj[3], z, out=proj[9])
+    np.subtract(proj[3], z, out=proj[10])
+    np.add(proj[4], z, out=proj[11])
+    np.subtract(y, x, out=proj[12])
+    proj[12] += z
+    high, low = proj.argmax(axis=1), proj.argmin(axis=1)
+    extremes = np.concatenate([high, low])
+    # The same vertex is often extreme in several directions: one row each (first appearance
+    # kept, so that the first maximum in row order is the same pair).
+    unique = np.fromiter(dict.fromkeys(extremes.tolist()), dtype=np.intp)
+    # Columns that cannot be the farthest vertex from any row are left out (see above): the
+    # largest width along the 13 directions is the distance of a (row, column) pair, hence
+    # at most the maximum sought.
+    top, bottom = proj[_ROWS, high], proj[_ROWS, low]
+    width = float(((top - bottom) * _DIRECTION_SCALE.ravel()).max())
+    spread = np.subtract(top[:, None], proj)
+    np.subtract(proj, bottom[:, None], out=proj)  # (the projections are not needed any more)
+    np.maximum(spread, proj, out=spread)
+    spread *= _DIRECTION_SCALE
+    reach_all = spread.max(axis=0)  # B(p) for every vertex, against all vertices
+    columns = np.flatnonzero(reach_all >= _COS_13 * (width - 1e-6 * (1.0 + width)))
+    # d2 = |e|² + |q|² − 2 e·q for rows e and columns q, in two buffers (same expression)
+    ends = points[unique]
+    xc, yc, zc = coords[:, columns]
+    d2 = np.multiply(ends[:, 0, None], xc)
+    term = np.multiply(ends[:, 1, None], yc)
+    d2 += term
+    np.multiply(ends[:, 2, None], zc, out=term)
+    d2 += term
+    d2 *= 2.0
+    np.add(norms[unique, None], norms[columns], out=term)
+    np.subtract(term, d2, out=d2)
+    row, col = divmod(int(d2.argmax()), len(columns))
+    j = int(columns[col])
+    lower = math.sqrt(max(float(d2[row, col]), 0.0))
+    from_centre = points - 0.5 * (points[unique[row]] + points[j])
     radius = np.sqrt(np.einsum("ij,ij->i", from_centre, from_centre))
-    candidates = points[radius >= lower - radius.max() - 1e-6 * (1.0 + lower)]
-    if len(candidates) > _HULL_ABOVE:
-        try:
-            candidates = candidates[ConvexHull(candidates).vertices]
-        except (QhullError, ValueError):  # flat or otherwise degenerate: compare all candidates
-            pass
-    return max(lower, _max_pairwise_distance(candidates))
+    keep = radius >= lower - radius.max() - 1e-6 * (1.0 + lower)
+    candidates = points[keep]
+    candidates = candidates - candidates.mean(axis=0)
+    cnorms = np.einsum("ij,ij->i", candidates, candidates)
+    if len(candidates) > _PAIRS_BELOW:
+        reach = lower - 1e-6 * (1.0 + lower)  # a chord longer than this must be kept
+        chosen = np.flatnonzero(reach_all[keep] >= _COS_13 * reach)
+        if len(chosen) > _PAIRS_BELOW:
+            sub = candidates[chosen]
+            u = _FINE_DIRECTIONS
+            fine = np.multiply(u[:, 0, None], sub[:, 0])
+            term = np.multiply(u[:, 1, None], sub[:, 1])
+            fine += term
+            np.multiply(u[:, 2, None], sub[:, 2], out=term)
+            fine += term
+            np.subtract(fine.max(axis=1, keepdims=True), fine, out=term)
+            fine -= fine.min(axis=1, keepdims=True)
+            np.maximum(fine, term, out=fine)
+            chosen = chosen[fine.max(axis=0) >= _COS_FINE * reach]
+        candidates, cnorms = candidates[chosen], cnorms[chosen]
+    return max(lower, math.sqrt(max(_max_d2(candidates, cnorms), 0.0)))
 
 
-def _max_pairwise_distance(points: np.ndarray) -> float:
-    points = points - points.mean(axis=0)
-    norms = np.einsum("ij,ij->i", points, points)
+def _max_d2(points: np.ndarray, norms: np.ndarray) -> float:
+    """max over all pairs (i, j) of (|p_i|² + |p_j|²) − 2 p_i·p_j, rows in blocks; at least 0."""
     best = 0.0
+    x, y, z = np.ascontiguousarray(points.T)
     for start in range(0, len(points), _BLOCK):  # loop over blocks of rows only (few iterations)
         block = points[start : start + _BLOCK]
-        d2 = norms[start : start + _BLOCK, None] + norms[None, :] - 2.0 * _inner(block, points)
+        d2 = norms[start : start + _BLOCK, None] + norms[None, :] - 2.0 * (
+            block[:, 0, None] * x + block[:, 1, None] * y + block[:, 2, None] * z
+        )
         best = max(best, float(d2.max()))
-    return math.sqrt(max(best, 0.0))
-
-
-def _inner(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """All dot products of the rows of ``a`` (m, 3) with the rows of ``b`` (n, 3), shape (m, n).
-
-    Written out over the three coordinates: for an inner dimension of 3 this is as fast as
-    a matrix product and stays on one thread (a threaded BLAS call this thin is slower,
-    and erratic on a loaded machine).
-    """
-    return a[:, 0, None] * b[None, :, 0] + a[:, 1, None] * b[None, :, 1] + a[:, 2, None] * b[None, :, 2]
+    return best
