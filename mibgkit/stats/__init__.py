@@ -18,6 +18,9 @@ The public names are a stable interface the notebooks use; the modules hold one 
 - :mod:`mibgkit.stats.calibration` — calibration slope of a frozen linear predictor, calibration
   at a horizon, likelihood-ratio test of nested Cox models.
 - :mod:`mibgkit.stats.decision` — decision-curve net benefit with Kaplan–Meier risks.
+- :mod:`mibgkit.stats.agreement` — reader agreement: ICC (Shrout & Fleiss), Koo & Li grades,
+  Bland–Altman limits, Cohen's and Fleiss' kappa (R ``psych``, ``irr``; see
+  ``tests/reference/make_golden_agreement.R``).
 
 Every function takes DataFrames or arrays and returns DataFrames or plain mappings; results
 agree with R (``survival``, ``pROC``, ``maxstat``; ``rms``, ``Hmisc``, ``coxphf``,
@@ -25,6 +28,13 @@ agree with R (``survival``, ``pROC``, ``maxstat``; ``rms``, ``Hmisc``, ``coxphf`
 ``tests/reference/make_golden_robustness.R`` and ``make_golden_validation.R``.
 """
 
+from mibgkit.stats.agreement import (
+    bland_altman,
+    cohen_kappa,
+    fleiss_kappa,
+    icc,
+    koo_li,
+)
 from mibgkit.stats.assumptions import (
     events_per_variable,
     firth_cox,
@@ -99,4 +109,9 @@ __all__ = [
     "calibration_at_horizon",
     "lr_test_nested",
     "net_benefit",
+    "icc",
+    "koo_li",
+    "bland_altman",
+    "cohen_kappa",
+    "fleiss_kappa",
 ]
