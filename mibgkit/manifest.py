@@ -91,6 +91,17 @@ CLINICAL_COLUMNS: tuple[Column, ...] = (
 )
 
 
+#: readers.csv (optional), one row per patient and reader: each reader's own ROI and, optionally, markups.
+READER_COLUMNS: tuple[Column, ...] = (
+    Column("patient_id", "id", True, "pseudonymous patient ID, as in the manifest"),
+    Column("reader", "id", True, "reader's pseudonymous ID (e.g. R1, R2)"),
+    Column("roi", "path", True, "this reader's tumour ROI (any format the manifest's roi accepts)"),
+    Column("roi_segment", "str", False, "as in the manifest"),
+    Column("roi_label", "int", False, "as in the manifest"),
+    Column("markups", "path", False, "this reader's sphere markups; empty: the manifest's"),
+)
+
+
 def schema_markdown(columns: tuple[Column, ...]) -> str:
     """The schema as a Markdown table (used in the README)."""
     rows = ["| column | required | type | meaning |", "|---|---|---|---|"]
@@ -104,7 +115,8 @@ def _blank(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v)) or (isinstance(v, str) and not v.strip())
 
 
-def _validate(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.DataFrame:
+def _validate(df: pd.DataFrame, columns: tuple[Column, ...], path: Path, key: tuple[str, ...] = ("patient_id",)
+              ) -> pd.DataFrame:
     missing = [c.name for c in columns if c.required and c.name not in df.columns]
     if missing:
         raise ManifestError(f"missing required column(s): {', '.join(missing)}", path=path)
@@ -155,9 +167,10 @@ def _validate(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.D
             out[c.name] = col.map(_date_or_none)
         else:
             out[c.name] = col.map(lambda v: None if _blank(v) else str(v).strip())
-    dup = ids[ids.duplicated()].unique()
+    keys = df[list(key)].astype(str).apply(lambda c: c.str.strip())
+    dup = keys[keys.duplicated()].drop_duplicates()
     if len(dup):
-        problems.append(f"duplicate patient_id: {', '.join(dup)}")
+        problems.append(f"duplicate {' × '.join(key)}: {', '.join(' × '.join(r) for r in dup.itertuples(index=False))}")
     if "efs_days" in out:
         for i, v in out["efs_days"].items():
             if pd.notna(v) and v <= 0:
@@ -169,6 +182,8 @@ def _validate(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> pd.D
         if c.kind in ("int", "binary"):
             out[c.name] = out[c.name].astype("Int64")
     out["patient_id"] = ids
+    if key != ("patient_id",):
+        return out.reset_index(drop=True)
     return out.set_index("patient_id", drop=False).rename_axis(None)
 
 
@@ -212,25 +227,8 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path).resolve()
     df = _validate(_read_csv(path), MANIFEST_COLUMNS, path)
-    base = path.parent
+    _resolve_paths(df, MANIFEST_COLUMNS, path)
     problems = []
-    for c in MANIFEST_COLUMNS:
-        if c.kind != "path" or c.name not in df:
-            continue
-        resolved = []
-        for pid, rel in df[c.name].items():
-            if rel is None:
-                resolved.append(None)
-                continue
-            p = (base / rel).resolve()
-            if base not in p.parents and p != base:
-                problems.append(f"patient {pid}: {c.name} path {rel!r} leaves the manifest's folder")
-            # A file that does not exist is that patient's problem, not the cohort's: extraction
-            # reports it in the QC table and carries on with the others.
-            resolved.append(str(p))
-        df[c.name] = resolved
-    if problems:
-        raise ManifestError("; ".join(problems), path=path)
     has_markups = df["markups"].notna() if "markups" in df else pd.Series(False, index=df.index)
     coord_cols = [f"{p}_{a}_mm" for p in ("liver", "muscle_left", "muscle_right") for a in "xyz"]
     for pid in df.index[~has_markups]:
@@ -239,6 +237,53 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     if problems:
         raise ManifestError("; ".join(problems), path=path)
     df.attrs["manifest"] = str(path)
+    return df
+
+
+def _resolve_paths(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> None:
+    """Path columns made absolute against the table's folder, in place; none may leave that folder.
+
+    A path to a file that does not exist is accepted: that is the patient's problem, not the
+    cohort's (extraction reports it in the QC table and carries on with the others).
+    """
+    base = path.parent
+    problems = []
+    for c in columns:
+        if c.kind != "path" or c.name not in df:
+            continue
+        resolved = []
+        for pid, rel in zip(df["patient_id"], df[c.name]):
+            if rel is None:
+                resolved.append(None)
+                continue
+            p = (base / rel).resolve()
+            if base not in p.parents and p != base:
+                problems.append(f"patient {pid}: {c.name} path {rel!r} leaves the table's folder")
+            resolved.append(str(p))
+        df[c.name] = resolved
+    if problems:
+        raise ManifestError("; ".join(problems), path=path)
+
+
+def read_readers(path: str | os.PathLike, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Read and validate ``readers.csv`` (:data:`READER_COLUMNS`): one row per patient × reader.
+
+    Paths resolve against the file's folder and must stay inside it, as in the manifest; IDs come
+    from :data:`SAFE_ID`; a patient × reader pair appears once. With ``manifest``, every patient
+    must be one of its patients. Returns a DataFrame with a plain index, in the file's row order;
+    ``df.attrs["readers"]`` is its path. (How a row combines with the manifest's:
+    :func:`mibgkit.readers.reader_manifest`.)
+    """
+    path = Path(path).resolve()
+    df = _validate(_read_csv(path), READER_COLUMNS, path, key=("patient_id", "reader"))
+    _resolve_paths(df, READER_COLUMNS, path)
+    if manifest is not None:
+        unknown = [f"row {i + 2}: patient {pid} is not in the manifest" for i, pid in enumerate(df["patient_id"])
+                   if pid not in manifest.index]
+        if unknown:
+            more = f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else ""
+            raise ManifestError("; ".join(unknown[:20]) + more, path=path)
+    df.attrs["readers"] = str(path)
     return df
 
 

@@ -119,6 +119,31 @@ def forest_plot(table: pd.DataFrame, *, published: pd.DataFrame | None = None, l
     return ax
 
 
+def bland_altman_plot(a, b, result: Mapping, *, label: str = "", reader: str = "B", reference: str = "A", ax=None):
+    """Bland–Altman plot of ``a`` (reader) against ``b`` (reference): difference (or ratio a/b on a log
+    axis when ``result["log"]``) over the pair's mean, with the bias and 95 % limits of
+    :func:`mibgkit.stats.bland_altman` as lines and their CIs as bands."""
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 3.4))
+    log = bool(result.get("log"))
+    mean = np.sqrt(a * b) if log else (a + b) / 2
+    ax.scatter(mean, a / b if log else a - b, s=14, color=THIS_RUN, alpha=0.8)
+    for key, style in (("bias", "-"), ("loa_lower", "--"), ("loa_upper", "--")):
+        colour = PAPER if key == "bias" else "0.35"
+        ax.axhline(result[key], color=colour, ls=style, lw=1)
+        ax.axhspan(result[f"{key}_ci_lower"], result[f"{key}_ci_upper"], color=colour, alpha=0.1)
+    ax.axhline(1.0 if log else 0.0, color="0.7", lw=0.8)
+    if log:
+        ax.set_yscale("log")
+        ax.set_xscale("log")
+    ax.set_xlabel(f"{'geometric ' if log else ''}mean of {reader} and {reference}" + (f" ({label})" if label else ""))
+    ax.set_ylabel(f"{reader} / {reference}" if log else f"{reader} − {reference}")
+    ax.set_title(f"{label}: bias {result['bias']:.3g}, limits {result['loa_lower']:.3g} to {result['loa_upper']:.3g}",
+                 fontsize=9)
+    return ax
+
+
 def roc_plot(curve: pd.DataFrame, *, point: Mapping | None = None, published: Mapping | None = None,
              title: str = "", ax=None):
     """ROC curve (``curve`` has ``fpr`` or ``specificity``, and ``tpr`` or ``sensitivity``).

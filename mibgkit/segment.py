@@ -28,6 +28,9 @@ from .errors import GeometryError, SegmentationError
 
 MTV_METHODS = ("roi", "percent_max", "adaptive")
 
+#: Threshold fraction of each thresholding method when none is given.
+DEFAULT_FRACTIONS = {"percent_max": 0.40, "adaptive": 0.50}
+
 
 def _ellipsoid(radius_vox: np.ndarray, spacing_zyx: np.ndarray, radius_mm: float) -> np.ndarray:
     """Boolean ball of ``radius_mm`` on a voxel grid with ``spacing_zyx`` (numpy order)."""
@@ -112,11 +115,11 @@ def mtv_mask(
         r, v = roi_arr[crop], np.asarray(img[crop], float)
         region = dilate_mm(r, spacing_zyx, dilation_mm)
         if method == "percent_max":
-            f = 0.40 if fraction is None else fraction
+            f = DEFAULT_FRACTIONS[method] if fraction is None else fraction
             thr = f * tmax
             bg = math.nan
         else:
-            f = 0.50 if fraction is None else fraction
+            f = DEFAULT_FRACTIONS[method] if fraction is None else fraction
             if background is None:
                 shell = dilate_mm(region, spacing_zyx, background_shell_mm) & ~region
                 if not shell.any():

@@ -38,7 +38,7 @@ import os
 import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ from ..errors import QCWarning
 from . import anatomy, clinical, identities, tumour
 from .calibrate import calibrate_shape, roi_on_spect, solve_uptake
 from .export import write_patient
+from .readers import write_readers
 from .anatomy import Grid
 from .clinical import ASP_CUTOFF, DEFAULT_SEED, STUDY_N, TMAX_LMAX_CUTOFF
 
@@ -58,6 +59,9 @@ __all__ = ["DEFAULT_SEED", "generate_cohort", "simulate_patient", "MANIFEST_FIEL
 #: Columns of the ``data_manifest.csv`` the generator writes.
 MANIFEST_FIELDS = ("patient_id", "spect", "ct", "roi", "roi_segment", "markups", "scan_date", "efs_days",
                    "efs_event")
+
+#: Columns of the ``readers.csv`` it writes (:data:`mibgkit.manifest.READER_COLUMNS`; ``roi_label`` unused).
+READER_FIELDS = ("patient_id", "reader", "roi", "roi_segment", "markups")
 
 #: Columns of the ``clinical.csv`` it writes (Table 1 variables, then hospital identity columns).
 CLINICAL_FIELDS = clinical.CLINICAL_COLUMNS + identities.IDENTITY_COLUMNS
@@ -88,6 +92,7 @@ class PatientResult:
     manifest: dict
     clinical: dict
     measured: dict
+    readers: list = field(default_factory=list)  # readers.csv rows (R1 = the manifest's files)
 
 
 # --------------------------------------------------------------------------------------------
@@ -386,8 +391,12 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     if write:
         man = write_patient(row, rng, Path(out_dir), body, spect, ct, spect_counts, seg_mask, seg_grid, shape,
                              (ct_tumour, ct_lo), necrosis, refs, vendor=vendor, compression=compression)
+    readers = [] if not write else write_readers(
+        Path(out_dir) / "patients" / pid, pid, seg_mask, seg_grid, refs, seed_entropy,
+        liver_depth=lambda pts: anatomy.liver_depth(body, pts), inside_fov=lambda c, r: _sphere_in_grid(spect, c, r),
+        vertebra_step_mm=22.0 * body.scale)
     clin = {k: row[k] for k in CLINICAL_FIELDS}
-    return PatientResult(manifest=man, clinical=clin, measured=measured)
+    return PatientResult(manifest=man, clinical=clin, measured=measured, readers=readers)
 
 
 def _sphere_in_grid(grid: Grid, centre, radius: float) -> bool:
@@ -520,6 +529,7 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
     clinical_path = out / "clinical.csv"
     tallies = {"tl": np.zeros((2, 2), int), "asp": np.zeros((2, 2), int)}
     measured: dict[str, list[float]] = {"tl": [], "asp": [], "event": []}
+    reader_rows: list[dict] = []
     with open(manifest_path, "w", newline="", encoding="utf-8") as fm, \
             open(clinical_path, "w", newline="", encoding="utf-8") as fc:
         wm = csv.writer(fm, lineterminator="\n")
@@ -530,6 +540,7 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
         for res in tqdm(results, total=int(n), desc="synth", unit="patient", disable=not progress):
             wm.writerow([_csv_value(res.manifest[k]) for k in MANIFEST_FIELDS])
             wc.writerow([_csv_value(res.clinical[k]) for k in CLINICAL_FIELDS])
+            reader_rows.extend(res.readers)
             ev = int(res.manifest["efs_event"])
             tallies["tl"][ev, int(res.measured["tmax_lmax"] >= TMAX_LMAX_CUTOFF)] += 1
             tallies["asp"][ev, int(res.measured["asphericity"] >= ASP_CUTOFF)] += 1
@@ -537,6 +548,10 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
                 measured["tl"].append(float(res.measured["tmax_lmax"]))
                 measured["asp"].append(float(res.measured["asphericity"]))
                 measured["event"].append(ev)
+    with open(out / "readers.csv", "w", newline="", encoding="utf-8") as fr:
+        wr = csv.writer(fr, lineterminator="\n")
+        wr.writerow(READER_FIELDS)
+        wr.writerows([_csv_value(r.get(k)) for k in READER_FIELDS] for r in reader_rows)
     if check:
         expected = {"tl": np.array([[35, 4], [5, 6]]), "asp": np.array([[35, 4], [4, 7]])}
         for key, exp in expected.items():
