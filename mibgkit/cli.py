@@ -4,7 +4,7 @@ Verbs::
 
     mibgkit shape MASK [--label N | --segment NAME] [--reference IMAGE] [--json]
     mibgkit extract MANIFEST -o FEATURES.csv [--mtv-method roi|percent_max|adaptive] [--strict]
-                    [--workers N | --scheduler ADDRESS]
+                    [--workers N | --scheduler ADDRESS] [--dicom DIR]
     mibgkit synth OUT [--n 50] [--seed S] [--vendor siemens|ge|philips|hermes|quant|float|reversed]
                   [--compression deflate|rle|none]
     mibgkit report [--manifest M] [--params FILE] [--out reports/]
@@ -54,7 +54,7 @@ def _cmd_extract(args) -> int:
         raise MibgkitError(f"--workers must be at least 1, got {args.workers}")
     out = Path(args.output)
     run = extract(manifest, out, mtv_method=args.mtv_method, mtv_params=params, progress=not args.quiet,
-                  workers=args.workers, scheduler=args.scheduler, lock_wait_s=args.wait)
+                  workers=args.workers, scheduler=args.scheduler, lock_wait_s=args.wait, dicom=args.dicom)
     features, qc = run.tables()
     bad = qc[qc.status == "error"]
     resumed = f" ({run.n_cached} reused from {parts_dir_for(out)})" if run.n_cached else ""
@@ -154,6 +154,10 @@ def build_parser() -> argparse.ArgumentParser:
                             "the input files and the output folder at the same paths)")
     e.add_argument("--wait", type=float, default=10.0, metavar="S",
                    help="seconds to wait for another run writing the same output before giving up (default 10)")
+    e.add_argument("--dicom", metavar="DIR",
+                   help="also write DIR/<patient_id>/seg.dcm (DICOM SEG: tumour MTV, liver and muscle spheres on "
+                        "the SPECT grid) and sr.dcm (DICOM SR TID 1500: the feature values), for the archive "
+                        "holding the SPECT (they carry its patient and study)")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=_cmd_extract)
 

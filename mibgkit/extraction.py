@@ -35,7 +35,7 @@ from typing import Iterable, Mapping
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .errors import MibgkitError
+from .errors import MibgkitError, OutputError
 from .outputs import csv_text, exclusive, write_text
 from .features import FEATURE_COLUMNS, SPHERES, extract_patient
 
@@ -187,6 +187,7 @@ def extract_part(
     base: str,
     parts_dir: str | None,
     parameters: Mapping,
+    dicom: str | None = None,
 ) -> dict:
     """Extract one patient and store the result as its part file; reuse the part when it exists.
 
@@ -203,6 +204,11 @@ def extract_part(
         Folder of part files; None keeps the result in memory only.
     parameters : mapping
         ``mtv_method``, ``mtv_params``, ``native_shape`` (as :func:`extract_patient` takes them).
+    dicom : str, optional
+        Folder of DICOM results: the patient's ``seg.dcm`` and ``sr.dcm`` are written into
+        ``dicom/<patient_id>/`` (:func:`mibgkit.dicom_out.write_dicom_results`). A patient whose part
+        exists but whose DICOM files do not is measured again. A failure to write them makes the
+        outcome an error (QC table) while the features part is kept, so a re-run writes them.
 
     Returns
     -------
@@ -219,16 +225,19 @@ def extract_part(
     except OSError:
         key = None  # a missing or unreadable input: extraction names it, nothing is cached
     part = Path(parts_dir) / part_name(pid, key) if parts_dir and key else None
+    dicom_dir = dicom_folder_for(dicom, pid) if dicom else None
     if part is not None and part.is_file():
         with open(part, newline="", encoding="utf-8") as fh:
             status = dict(zip(*csv.reader(fh)))["qc_status"]
-        return {"patient_id": pid, "status": status, "cached": True, "seconds": time.perf_counter() - t0,
-                "part": str(part), "record": None}
+        if dicom_dir is None or status == "error" or _dicom_written(dicom_dir):
+            return {"patient_id": pid, "status": status, "cached": True, "seconds": time.perf_counter() - t0,
+                    "part": str(part), "record": None}
     base_path = Path(base)
     keep = True
+    masks: dict | None = None if dicom_dir is None else {}
     try:
         feat = extract_patient(row, mtv_method=parameters["mtv_method"], mtv_params=parameters["mtv_params"],
-                               native_shape=parameters["native_shape"])
+                               native_shape=parameters["native_shape"], masks=masks)
         w = _without_base(feat.get("qc_warnings", ""), base_path)
         feat["qc_warnings"] = w
         qc = {"status": "warning" if w else "ok", "error_type": "", "file": "", "message": w}
@@ -243,12 +252,49 @@ def extract_part(
     record = {"patient_id": pid, **{_PART_QC[k]: v for k, v in qc.items()},
               **{k: v for k, v in feat.items() if k != "patient_id"}}
     text = _record_csv(record)
-    if part is not None and keep:
+    stored = part is not None and keep
+    if stored:
         write_text(part, text)
-        return {"patient_id": pid, "status": qc["status"], "cached": False, "seconds": time.perf_counter() - t0,
-                "part": str(part), "record": None}
-    return {"patient_id": pid, "status": qc["status"], "cached": False, "seconds": time.perf_counter() - t0,
-            "part": None, "record": text}
+    outcome = {"patient_id": pid, "status": qc["status"], "cached": False, "seconds": 0.0,
+               "part": str(part) if stored else None, "record": None if stored else text}
+    if dicom_dir is not None and qc["status"] != "error":
+        outcome.update(_write_dicom(row, masks, feat, dicom_dir, base_path))
+    outcome["seconds"] = time.perf_counter() - t0
+    return outcome
+
+
+def dicom_folder_for(dicom: str | os.PathLike, patient_id: str) -> Path:
+    """Where a patient's DICOM results go: ``dicom/<patient_id>/`` (unsafe characters replaced)."""
+    return Path(dicom) / re.sub(r"[^A-Za-z0-9._-]", "_", str(patient_id))[:80]
+
+
+def _dicom_written(folder: Path) -> bool:
+    from .dicom_out import SEG_FILE, SR_FILE
+
+    return (folder / SEG_FILE).is_file() and (folder / SR_FILE).is_file()
+
+
+def _write_dicom(row: Mapping, masks: dict, feat: Mapping, folder: Path, base: Path) -> dict:
+    """Write one patient's SEG and SR; ``{}`` on success, else the error outcome (QC cells, no features)."""
+    from .dicom_out import write_dicom_results
+
+    pid = str(row["patient_id"])
+    try:
+        write_dicom_results(row["spect"], masks, feat, folder, patient_id=pid)
+        return {}
+    except MibgkitError as e:
+        where = Path(e.path) if e.path else folder
+        try:
+            shown = where.resolve().relative_to(folder.parent.parent.resolve()).as_posix()
+        except ValueError:
+            shown = _relative(e.path, base)
+        qc = {"status": "error", "error_type": type(e).__name__, "file": shown,
+              "message": _without_base(f"DICOM output: {e.reason}", base)}
+    except Exception as e:  # a bug or an environment fault: record it, carry on
+        qc = _unexpected(e, base)
+        qc["message"] = f"DICOM output: {qc['message']}"
+    record = {"patient_id": pid, **{_PART_QC[k]: v for k, v in qc.items()}}
+    return {"status": "error", "part": None, "record": _record_csv(record)}
 
 
 def _without_base(text: str, base: Path) -> str:
@@ -341,6 +387,7 @@ def extract(
     workers: int | None = None,
     scheduler: str | None = None,
     lock_wait_s: float = 10.0,
+    dicom: str | os.PathLike | None = None,
 ) -> Extraction:
     """Extract every patient of a validated manifest: the one entry point of batch extraction.
 
@@ -369,6 +416,12 @@ def extract(
     lock_wait_s : float
         A run holds the parts folder (:func:`mibgkit.outputs.exclusive`); a second run on the same
         folder waits this long for it, then stops with an :class:`~mibgkit.errors.OutputError`.
+    dicom : path, optional
+        Also write each measured patient's DICOM SEG and SR (SPEC 6.2) into ``dicom/<patient_id>/``
+        (``seg.dcm``, ``sr.dcm``; :func:`mibgkit.dicom_out.write_dicom_results`). Patients whose
+        files are missing are measured even when their part exists; a patient whose files cannot be
+        written is an error in the QC table and the batch goes on. A folder that cannot be created is
+        an :class:`~mibgkit.errors.OutputError` before any patient runs.
 
     Returns
     -------
@@ -378,18 +431,25 @@ def extract(
     """
     if output is not None and parts_dir is None:
         parts_dir = parts_dir_for(output)
+    if dicom is not None:
+        try:
+            Path(dicom).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create the DICOM output folder ({exc.strerror or type(exc).__name__})",
+                              path=dicom) from None
     lock = nullcontext() if parts_dir is None else exclusive(
         parts_dir, what="extraction", wait_s=lock_wait_s, lock=lock_path_for(parts_dir))
     with lock:
         run = _extract(manifest, parts_dir, mtv_method=mtv_method, mtv_params=mtv_params, native_shape=native_shape,
-                       progress=progress, workers=workers, scheduler=scheduler)
+                       progress=progress, workers=workers, scheduler=scheduler, dicom=dicom)
         if output is not None:
             write_text(output, run.features_csv)
             write_text(qc_path_for(output), run.qc_csv)
     return run
 
 
-def _extract(manifest, parts_dir, *, mtv_method, mtv_params, native_shape, progress, workers, scheduler) -> Extraction:
+def _extract(manifest, parts_dir, *, mtv_method, mtv_params, native_shape, progress, workers, scheduler,
+             dicom=None) -> Extraction:
     base = Path(manifest.attrs.get("manifest", ".")).resolve().parent
     parameters = {"mtv_method": mtv_method, "mtv_params": dict(mtv_params or {}), "native_shape": bool(native_shape)}
     if parts_dir is not None:
@@ -398,7 +458,8 @@ def _extract(manifest, parts_dir, *, mtv_method, mtv_params, native_shape, progr
         for stale in Path(parts_dir).glob(".*.part"):  # temporaries of a run that was killed mid-write
             stale.unlink(missing_ok=True)
     rows = [row.to_dict() for _, row in manifest.iterrows()]
-    task = {"base": str(base), "parts_dir": parts_dir, "parameters": parameters}
+    task = {"base": str(base), "parts_dir": parts_dir, "parameters": parameters,
+            "dicom": None if dicom is None else str(Path(dicom).resolve())}
     bar = tqdm(total=len(rows), desc="extract", unit="patient", disable=not progress, smoothing=0.1)
     done: dict[str, dict] = {}
     try:

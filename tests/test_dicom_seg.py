@@ -14,7 +14,7 @@ import pytest
 import SimpleITK as sitk
 from pydicom.sr.codedict import codes
 
-from mibgkit import dicom_seg, io, rois, slicer_write
+from mibgkit import dicom_out, dicom_seg, io, rois, slicer_write
 from mibgkit.errors import GeometryError, InputError, QCWarning, SegmentationError
 from mibgkit.geometry import crop, lps_to_index, roi_on_grid, same_grid
 from mibgkit.shape import shape_features
@@ -272,21 +272,25 @@ def test_synthetic_patient_seg_nrrd_written_as_seg_reads_back_identical(syntheti
     roi = rois.read_roi(synthetic_patient / "tumour.seg.nrrd", segment="tumour")
     ct_folder, spect_file = synthetic_patient / "ct", synthetic_patient / "spect.dcm"
     ct = io.load_image(ct_folder)
-    if _lattice_offset(roi, ct) is not None:
-        files = sorted(ct_folder.glob("*.dcm"))
-        grid = ct
-    else:
-        assert _lattice_offset(roi, io.load_image(spect_file)) is not None, "the segmentation is on neither grid"
-        files, grid = [spect_file], io.load_image(spect_file)
+    grid = ct if _lattice_offset(roi, ct) is not None else io.load_image(spect_file)
+    assert _lattice_offset(roi, grid) is not None, "the segmentation is on neither grid"
     on_grid = sitk.GetArrayFromImage(roi_on_grid(roi, grid)).astype(bool)
     slices = np.flatnonzero(on_grid.any(axis=(1, 2)))
-    # only the source images holding the segment (their order: load_image's slice order)
-    order = sorted(files, key=lambda p: float(np.dot(
-        np.asarray(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient, float),
-        np.reshape(grid.GetDirection(), (3, 3))[:, 2])))
-    sources = [pydicom.dcmread(order[k]) for k in slices]
-    path = write_seg(tmp_path / "tumour.dcm", sources, {"tumour": on_grid[slices]})
-    back = rois.read_roi(path, segment="tumour", patient="NB001")
+    if grid is ct:
+        # only the source images holding the segment (their order: load_image's slice order)
+        order = sorted(ct_folder.glob("*.dcm"), key=lambda p: float(np.dot(
+            np.asarray(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient, float),
+            np.reshape(grid.GetDirection(), (3, 3))[:, 2])))
+        sources = [pydicom.dcmread(order[k]) for k in slices]
+        path, name = write_seg(tmp_path / "tumour.dcm", sources, {"tumour": on_grid[slices]}), "tumour"
+    else:
+        # an NM multi-frame SPECT has no Plane Position Sequence: the SEG writer of DICOM out gives
+        # highdicom plane positions computed from the image geometry
+        mask = roi_on_grid(roi, grid)
+        path = dicom_out.write_dicom_results(spect_file, {"spect": grid, "tumour MTV": mask}, None, tmp_path,
+                                             patient_id="NB001")["seg"]
+        name = "tumour MTV"
+    back = rois.read_roi(path, segment=name, patient="NB001")
     offset = _lattice_offset(back, grid)
     assert offset is not None and offset[2] == slices[0]
     np.testing.assert_array_equal(sitk.GetArrayFromImage(roi_on_grid(back, grid)), on_grid.astype(np.uint8))
