@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .errors import ManifestError
+from .errors import ManifestError, QCWarning
 
 #: The alphabet of IDs (patient, reader): ASCII letters, digits, ``.``, ``_``, ``-``; 1–64 characters;
 #: not starting with ``.`` or ``-``. IDs become file names, table cells and HTML, so nothing else.
@@ -227,7 +229,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path).resolve()
     df = _validate(_read_csv(path), MANIFEST_COLUMNS, path)
-    _resolve_paths(df, MANIFEST_COLUMNS, path)
+    _resolve_paths(df, MANIFEST_COLUMNS, path, "manifest")
     problems = []
     has_markups = df["markups"].notna() if "markups" in df else pd.Series(False, index=df.index)
     coord_cols = [f"{p}_{a}_mm" for p in ("liver", "muscle_left", "muscle_right") for a in "xyz"]
@@ -240,7 +242,7 @@ def read_manifest(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def _resolve_paths(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) -> None:
+def _resolve_paths(df: pd.DataFrame, columns: tuple[Column, ...], path: Path, what: str) -> None:
     """Path columns made absolute against the table's folder, in place; none may leave that folder.
 
     A path to a file that does not exist is accepted: that is the patient's problem, not the
@@ -258,7 +260,7 @@ def _resolve_paths(df: pd.DataFrame, columns: tuple[Column, ...], path: Path) ->
                 continue
             p = (base / rel).resolve()
             if base not in p.parents and p != base:
-                problems.append(f"patient {pid}: {c.name} path {rel!r} leaves the table's folder")
+                problems.append(f"patient {pid}: {c.name} path {rel!r} leaves the {what}'s folder")
             resolved.append(str(p))
         df[c.name] = resolved
     if problems:
@@ -270,19 +272,24 @@ def read_readers(path: str | os.PathLike, manifest: pd.DataFrame | None = None) 
 
     Paths resolve against the file's folder and must stay inside it, as in the manifest; IDs come
     from :data:`SAFE_ID`; a patient × reader pair appears once. With ``manifest``, every patient
-    must be one of its patients. Returns a DataFrame with a plain index, in the file's row order;
+    rows of patients it does not hold are left out with a :class:`~mibgkit.errors.QCWarning`
+    naming them (a manifest of part of a cohort may sit beside the cohort's readers.csv). Returns a DataFrame with a plain index, in the file's row order;
     ``df.attrs["readers"]`` is its path. (How a row combines with the manifest's:
     :func:`mibgkit.readers.reader_manifest`.)
     """
     path = Path(path).resolve()
     df = _validate(_read_csv(path), READER_COLUMNS, path, key=("patient_id", "reader"))
-    _resolve_paths(df, READER_COLUMNS, path)
+    _resolve_paths(df, READER_COLUMNS, path, "readers table")
     if manifest is not None:
-        unknown = [f"row {i + 2}: patient {pid} is not in the manifest" for i, pid in enumerate(df["patient_id"])
-                   if pid not in manifest.index]
-        if unknown:
-            more = f" (and {len(unknown) - 20} more)" if len(unknown) > 20 else ""
-            raise ManifestError("; ".join(unknown[:20]) + more, path=path)
+        known = df["patient_id"].isin(manifest.index)
+        if not known.all():  # e.g. a manifest of a subset of the cohort beside the cohort's readers.csv
+            rows = [f"{pid} (row {i + 2})" for i, pid in zip(np.flatnonzero(~known), df["patient_id"][~known])]
+            more = f" and {len(rows) - 20} more" if len(rows) > 20 else ""
+            warnings.warn(f"{path.name}: rows of patients that are not in the manifest are left out: "
+                          f"{', '.join(rows[:20])}{more}", QCWarning, stacklevel=2)
+            df = df[known].reset_index(drop=True)
+        if df.empty:
+            raise ManifestError("no row of the readers table is a patient of the manifest", path=path)
     df.attrs["readers"] = str(path)
     return df
 

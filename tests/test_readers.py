@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mibgkit import readers as rd
-from mibgkit.errors import ManifestError
+from mibgkit.errors import ManifestError, QCWarning
 from mibgkit.extraction import extract
 from mibgkit.manifest import read_manifest, read_readers
 from mibgkit.synth.readers import HABITS, READERS, reader_mask
@@ -117,8 +117,8 @@ def test_readers_csv_errors_name_the_row_and_what_is_wrong(cohort):
         "patient_id,reader\nNB001,R1\n": "missing required column(s): roi",
         "patient_id,reader,roi\nNB001,<b>x</b>,a.nrrd\n": "row 2: reader",
         "patient_id,reader,roi\nNB001,R1,a.nrrd\nNB001,R1,b.nrrd\n": "duplicate patient_id × reader: NB001 × R1",
-        "patient_id,reader,roi\nNB999,R1,a.nrrd\n": "row 2: patient NB999 is not in the manifest",
-        "patient_id,reader,roi\nNB001,R1,../../etc/passwd\n": "leaves the table's folder",
+        "patient_id,reader,roi\nNB999,R1,a.nrrd\n": "no row of the readers table is a patient of the manifest",
+        "patient_id,reader,roi\nNB001,R1,../../etc/passwd\n": "leaves the readers table's folder",
         "patient_id,reader,roi,roi_label\nNB001,R1,a.nrrd,x\n": "roi_label = 'x' is not a number",
     }
     for text, message in cases.items():
@@ -128,6 +128,17 @@ def test_readers_csv_errors_name_the_row_and_what_is_wrong(cohort):
             read_readers(path, manifest)
         assert message in str(info.value), text
         assert "readers.csv" in str(info.value)
+
+
+def test_rows_of_other_patients_are_left_out_with_a_warning(cohort):
+    folder, manifest, _ = cohort
+    tmp = folder / "subset_readers"
+    tmp.mkdir(exist_ok=True)
+    path = tmp / "readers.csv"
+    path.write_text("patient_id,reader,roi\nNB001,R1,a.nrrd\nNB999,R1,b.nrrd\n")
+    with pytest.warns(QCWarning, match=r"NB999 \(row 3\)"):
+        df = read_readers(path, manifest)
+    assert list(df.patient_id) == ["NB001"]
 
 
 def test_no_readers_file_means_no_second_reader(tmp_path, cohort):
