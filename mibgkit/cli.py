@@ -5,9 +5,9 @@ Verbs::
     mibgkit shape MASK [--label N | --segment NAME] [--reference IMAGE] [--json]
     mibgkit extract MANIFEST -o FEATURES.csv [--mtv-method roi|percent_max|adaptive] [--strict]
                     [--workers N | --scheduler ADDRESS] [--dicom DIR]
-    mibgkit synth OUT [--n 50] [--seed S] [--vendor siemens|ge|philips|hermes|quant|float|reversed]
+    mibgkit synth OUT [--n 50] [--seed S] [--centre B] [--vendor siemens|ge|philips|hermes|quant|float|reversed]
                   [--compression deflate|rle|none]
-    mibgkit report [--manifest M] [--params FILE] [--out reports/]
+    mibgkit report [--manifest M] [--validation MANIFEST] [--params FILE] [--out reports/]
 """
 
 from __future__ import annotations
@@ -68,6 +68,9 @@ def _cmd_extract(args) -> int:
 #: Where ``mibgkit report`` builds the synthetic cohort when no manifest is given.
 DEFAULT_SYNTHETIC = Path("work") / "synthetic"
 
+#: Where it builds the synthetic validation cohort (centre B) when neither manifest is given.
+DEFAULT_VALIDATION = Path("work") / "synthetic_centre_b"
+
 
 def _cmd_synth(args) -> int:
     import time
@@ -75,8 +78,10 @@ def _cmd_synth(args) -> int:
     from .synth.generate import DEFAULT_SEED, generate_cohort
 
     t0 = time.perf_counter()
-    manifest = generate_cohort(args.out, n=args.n, seed=DEFAULT_SEED if args.seed is None else args.seed,
-                               progress=not args.quiet, vendor=args.vendor, compression=args.compression)
+    default_seed = DEFAULT_SEED if args.centre is None else None  # None: the centre's own seed
+    manifest = generate_cohort(args.out, n=args.n, seed=default_seed if args.seed is None else args.seed,
+                               progress=not args.quiet, vendor=args.vendor, compression=args.compression,
+                               centre=args.centre)
     print(f"synthetic cohort of {args.n} patients -> {manifest} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 
@@ -97,14 +102,30 @@ def _cmd_report(args) -> int:
         print(f"[report] building the synthetic cohort in {DEFAULT_SYNTHETIC} ...", file=sys.stderr, flush=True)
         generate_cohort(DEFAULT_SYNTHETIC, seed=DEFAULT_SEED, progress=not args.quiet)
         timings.append(("synthetic cohort", time.perf_counter() - t0))
+    # External validation (notebook 08): --validation, else centre B beside the default synthetic cohort
+    # (built if absent) when no --manifest was given, else the run's own cohort.
+    validation = Path(args.validation) if args.validation else (
+        DEFAULT_VALIDATION / "data_manifest.csv" if args.manifest is None else None)
+    if args.validation is None and validation is not None and not validation.is_file():
+        from .synth.generate import generate_cohort
+
+        t0 = time.perf_counter()
+        print(f"[report] building the synthetic validation cohort (centre B) in {DEFAULT_VALIDATION} ...",
+              file=sys.stderr, flush=True)
+        generate_cohort(DEFAULT_VALIDATION, centre="B", progress=not args.quiet)
+        timings.append(("synthetic validation cohort", time.perf_counter() - t0))
     out = Path(args.out)
     t0 = time.perf_counter()
     # Manifest and clinical table are validated, and the features extracted, before any notebook runs.
     mtv_params = {"fraction": params["mtv_fraction"]} if params.get("mtv_fraction") is not None else {}
     load_cohort(manifest, clinical=params.get("clinical"), workdir=out / "_work",
                 mtv_method=params.get("mtv_method", "roi"), mtv_params=mtv_params, progress=not args.quiet)
+    if validation is not None:
+        load_cohort(validation, workdir=out / "_work", mtv_method=params.get("mtv_method", "roi"),
+                    mtv_params=mtv_params, progress=not args.quiet)
     timings.append(("feature extraction (or cache)", time.perf_counter() - t0))
-    runs = run_report(manifest, out_dir=out, parameters=params, progress=not args.quiet, lock_wait_s=args.wait)
+    runs = run_report(manifest, out_dir=out, parameters=params, progress=not args.quiet, lock_wait_s=args.wait,
+                      validation_manifest=validation)
     timings.extend((f"notebook {r.name}", r.seconds) for r in runs.itertuples())
     width = max(len(k) for k, _ in timings)
     print("\ntiming breakdown:", file=sys.stderr)
@@ -167,17 +188,26 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--seed", type=int, help="random seed (default: the calibrated seed)")
     from .synth.dicom import COMPRESSIONS, VENDORS
 
-    y.add_argument("--vendor", choices=VENDORS, default="siemens",
-                   help="layout of the SPECT files (default siemens; hermes writes a folder of single-frame "
+    y.add_argument("--vendor", choices=VENDORS, default=None,
+                   help="layout of the SPECT files (default siemens, or the --centre's scanner; hermes writes a folder of single-frame "
                         "files, quant Bq/ml via Real World Value Mapping); the images read back the same")
     y.add_argument("--compression", choices=tuple(COMPRESSIONS), default="deflate",
                    help="DICOM transfer syntax of SPECT and CT (default deflate: Deflated Explicit VR Little "
                         "Endian, lossless, ~4.9 MB per patient; none: ~14.6 MB)")
+    from .synth.centres import CENTRES
+
+    y.add_argument("--centre", choices=tuple(CENTRES), type=str.upper, default=None,
+                   help="write a second department's cohort instead of the paper's (B: GE Discovery NM/CT 670, "
+                        "MEGP collimator, 4.4 mm voxels, another case mix, published effects at half their size)")
     y.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     y.set_defaults(func=_cmd_synth)
 
     r = sub.add_parser("report", help="run the notebooks and render the HTML reports")
     r.add_argument("--manifest", help=f"data_manifest.csv (default: the synthetic cohort in {DEFAULT_SYNTHETIC}, built if absent)")
+    r.add_argument("--validation", metavar="MANIFEST",
+                   help="data_manifest.csv of the external-validation cohort of report 08 (default: the synthetic "
+                        f"centre-B cohort in {DEFAULT_VALIDATION}, built if absent, when no --manifest is given; "
+                        "else the --manifest cohort itself)")
     r.add_argument("--params", help="JSON file of notebook parameters, e.g. {\"mtv_method\": \"adaptive\"}")
     r.add_argument("--out", default="reports", help="output folder (default reports/)")
     r.add_argument("--wait", type=float, default=10.0, metavar="S",

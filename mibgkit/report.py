@@ -29,7 +29,15 @@ NOTEBOOKS: tuple[tuple[str, str], ...] = (
     ("04_roc_cutoffs", "Table 3: ROC cutoffs"),
     ("05_kaplan_meier", "Kaplan–Meier analysis of event-free survival"),
     ("06_robustness", "Beyond the paper: validation and robustness"),
+    ("07_reader_agreement", "Beyond the paper: reader agreement and feature robustness"),
+    ("08_external_validation", "Beyond the paper: external validation of the published model"),
+    ("09_checklist", "Reporting checklists: IBSI, Radiomics Quality Score, TRIPOD+AI"),
 )
+
+#: Notebooks that analyse the validation cohort (``validation_manifest``) rather than the run's own.
+VALIDATION_NOTEBOOKS = ("08_external_validation",)
+#: Notebooks that are told the validation cohort beside the run's own (``validation_manifest``).
+BOTH_COHORTS_NOTEBOOKS = ("09_checklist",)
 
 
 class ReportError(MibgkitError):
@@ -139,6 +147,7 @@ def run_report(
     only: list[str] | None = None,
     progress: bool = True,
     lock_wait_s: float = 10.0,
+    validation_manifest: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Execute and render the workbook for ``manifest``; returns the timing table.
 
@@ -157,15 +166,32 @@ def run_report(
     lock_wait_s : float
         Seconds a second report on the same ``out_dir`` waits for the first before it stops with an
         :class:`~mibgkit.errors.OutputError` (:func:`mibgkit.outputs.exclusive`).
+    validation_manifest : path, optional
+        ``data_manifest.csv`` of the external-validation cohort: notebook 08 applies the frozen
+        published model to it (``manifest`` is then its derivation cohort) and notebook 09 reports
+        both. None: notebook 08 validates the published model on ``manifest`` itself.
     """
 
     out = Path(out_dir).resolve()
     with exclusive(out, what="report", wait_s=lock_wait_s):
         return _run_report(manifest, out, parameters=parameters, notebooks_dir=notebooks_dir, only=only,
-                           progress=progress)
+                           progress=progress, validation_manifest=validation_manifest)
 
 
-def _run_report(manifest, out: Path, *, parameters, notebooks_dir, only, progress) -> pd.DataFrame:
+def _notebook_parameters(name: str, params: dict, validation: str | None) -> dict:
+    """The parameters one notebook gets: the validation notebooks see the validation cohort."""
+    if validation is None:
+        return params
+    if name in VALIDATION_NOTEBOOKS:
+        return {**params, "manifest": validation, "derivation_manifest": params["manifest"],
+                "clinical": None}
+    if name in BOTH_COHORTS_NOTEBOOKS:
+        return {**params, "validation_manifest": validation}
+    return params
+
+
+def _run_report(manifest, out: Path, *, parameters, notebooks_dir, only, progress,
+                validation_manifest=None) -> pd.DataFrame:
     import papermill as pm
 
     executed = out / "_executed"
@@ -173,7 +199,10 @@ def _run_report(manifest, out: Path, *, parameters, notebooks_dir, only, progres
     nb_dir = Path(notebooks_dir or default_notebooks_dir()).resolve()
     params = {"manifest": str(Path(manifest).resolve()), "workdir": str(out / "_work"),
               "tables_dir": str(out / "tables"), **dict(parameters or {})}
+    validation = None if validation_manifest is None else str(Path(validation_manifest).resolve())
     hide = [str(Path(manifest).resolve().parent), str(out), str(nb_dir)]
+    if validation is not None:
+        hide.append(str(Path(validation).parent))
     runs: list[NotebookRun] = []
     for name, title in NOTEBOOKS:
         if only and name not in only:
@@ -186,7 +215,8 @@ def _run_report(manifest, out: Path, *, parameters, notebooks_dir, only, progres
         if progress:
             print(f"[report] {name} ...", flush=True)
         try:
-            pm.execute_notebook(str(src), str(dst), parameters=params, cwd=str(nb_dir), progress_bar=False,
+            pm.execute_notebook(str(src), str(dst), parameters=_notebook_parameters(name, params, validation),
+                                cwd=str(nb_dir), progress_bar=False,
                                 kernel_name="python3", log_output=False)
         except pm.PapermillExecutionError as e:
             write_text(out / f"{name}.failed.html", render_html(dst, hide_paths=hide))

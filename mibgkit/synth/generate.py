@@ -46,7 +46,7 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from ..errors import QCWarning
-from . import anatomy, clinical, identities, tumour
+from . import anatomy, centres, clinical, identities, tumour
 from .calibrate import calibrate_shape, roi_on_spect, solve_uptake
 from .export import write_patient
 from .readers import write_readers
@@ -125,9 +125,9 @@ def _site_centre(rng: np.random.Generator, body: anatomy.Body, site: str, radius
 
 
 def _exam_grids(rng: np.random.Generator, body: anatomy.Body, tumour_centre: np.ndarray, reach: float,
-                must_cover: list[np.ndarray]) -> tuple[Grid, Grid]:
+                must_cover: list[np.ndarray], pixel_mm: float = SPECT_PIXEL_MM) -> tuple[Grid, Grid]:
     """SPECT grid (128 × 128 × n, ~3 mm) and CT grid (256 × 256, 1.4–1.8 mm, 5 mm slices over the SPECT FOV)."""
-    sp = SPECT_PIXEL_MM
+    sp = pixel_mm
     nz = SPECT_MATRIX
     lo = min([tumour_centre[2] - reach] + [p[2] - 25.0 for p in must_cover]) - 20.0
     hi = max([tumour_centre[2] + reach] + [p[2] + 25.0 for p in must_cover]) + 20.0
@@ -191,7 +191,8 @@ def _sitk(array: np.ndarray, grid: Grid) -> sitk.Image:
 
 
 def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike, *, write: bool = True,
-                     vendor: str = "siemens", compression: str = "deflate") -> PatientResult:
+                     vendor: str = "siemens", compression: str = "deflate",
+                     centre_code: str | None = None) -> PatientResult:
     """Build, calibrate and write one patient.
 
     Parameters
@@ -207,6 +208,9 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     vendor, compression : str
         SPECT layout and DICOM compression of the files (:func:`mibgkit.synth.export.write_patient`);
         they change neither the simulation nor the measurement.
+    centre_code : str, optional
+        A department of :mod:`mibgkit.synth.centres` (``"B"``): its SPECT voxel size, system
+        resolution and acquisition headers. None: the paper's department.
 
     Returns
     -------
@@ -233,7 +237,9 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     drawn_on_ct = rng.random() < 0.8
 
     provisional = anatomy.reference_centres(body)
-    spect, ct = _exam_grids(rng, body, centre, 0.75 * diameter + 10.0, list(provisional.values()))
+    dept = None if centre_code is None else centres.get(centre_code)
+    spect, ct = _exam_grids(rng, body, centre, 0.75 * diameter + 10.0, list(provisional.values()),
+                            SPECT_PIXEL_MM if dept is None else dept.spect_pixel_mm)
     drawn_on = ct if drawn_on_ct else spect
 
     shape, amplitude, _ = calibrate_shape(shape, target_asp, diameter, spect, drawn_on,
@@ -247,7 +253,7 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     refs = anatomy.reference_centres(body, tumour_pts, inside_fov=lambda c, r: _sphere_in_grid(spect, c, r))
 
     # ---- SPECT expectation: organs (liver-scaled) + soft tissue (muscle-scaled) + tumour ----
-    fwhm = rng.uniform(12.0, 15.0)
+    fwhm = rng.uniform(*((12.0, 15.0) if dept is None else dept.fwhm_mm))
     sigma_vox = fwhm / 2.354820045 / np.asarray(spect.spacing[::-1])
     labels = anatomy.label_map(body, spect)
     liver_tab, muscle_tab = anatomy.activity_tables(body)
@@ -391,6 +397,8 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     if write:
         man = write_patient(row, rng, Path(out_dir), body, spect, ct, spect_counts, seg_mask, seg_grid, shape,
                              (ct_tumour, ct_lo), necrosis, refs, vendor=vendor, compression=compression)
+        if dept is not None:
+            centres.finish_files(dept, Path(out_dir) / man["spect"].rsplit("/", 1)[0], compression)
     readers = [] if not write else write_readers(
         Path(out_dir) / "patients" / pid, pid, seg_mask, seg_grid, refs, seed_entropy,
         liver_depth=lambda pts: anatomy.liver_depth(body, pts), inside_fov=lambda c, r: _sphere_in_grid(spect, c, r),
@@ -464,9 +472,9 @@ def _patients(design, entropies, out_dir, workers: int, files: dict) -> Iterator
         yield from pool.map(_work, jobs, chunksize=1)
 
 
-def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DEFAULT_SEED, progress: bool = True,
-                    *, workers: int | None = None, check: bool | None = None, vendor: str = "siemens",
-                    compression: str = "deflate") -> Path:
+def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | None = None, progress: bool = True,
+                    *, workers: int | None = None, check: bool | None = None, vendor: str | None = None,
+                    compression: str = "deflate", centre: str | None = None) -> Path:
     """Generate a synthetic cohort and return the path of its ``data_manifest.csv``.
 
     Parameters
@@ -478,8 +486,9 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
         (control points ``liver``, ``muscle_left``, ``muscle_right``; LPS or RAS).
     n : int
         Number of patients.
-    seed : int
-        Seed; the same seed and ``n`` give byte-identical files.
+    seed : int, optional
+        Seed; the same seed and ``n`` give byte-identical files. Default: :data:`DEFAULT_SEED`
+        (a ``centre``'s own seed with ``centre``).
     progress : bool
         Show a progress bar.
     workers : int, optional
@@ -491,11 +500,17 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
     vendor : str
         Layout of the SPECT files (:data:`mibgkit.synth.dicom.VENDORS`: ``siemens`` (default), ``ge``,
         ``philips``, ``hermes`` (a folder of single-frame files), ``quant`` (Bq/ml), ``float``,
-        ``reversed``). Only the files change: every layout reads back to the same image.
+        ``reversed``). Only the files change: every layout reads back to the same image. Default
+        ``siemens``, or the ``centre``'s scanner.
     compression : str
         DICOM transfer syntax of SPECT and CT: ``"deflate"`` (default, Deflated Explicit VR Little
         Endian, 4.9 MB per patient on average for the default cohort, 4.2–5.6 MB), ``"rle"`` (RLE
         Lossless, larger on noisy CT) or ``"none"`` (14.6 MB).
+    centre : str, optional
+        Write a cohort of another department instead of the paper's (:mod:`mibgkit.synth.centres`:
+        ``"B"``, a GE scanner with 4.4 mm voxels and a MEGP collimator, another case mix and an
+        outcome under which the published effects hold at half their size). None: the default
+        cohort, unchanged.
 
     Returns
     -------
@@ -511,6 +526,9 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
 
     from .dicom import COMPRESSIONS, VENDORS
 
+    dept = None if centre is None else centres.get(centre)
+    seed = (DEFAULT_SEED if dept is None else dept.seed) if seed is None else seed
+    vendor = ("siemens" if dept is None else dept.vendor) if vendor is None else vendor
     if vendor not in VENDORS or compression not in COMPRESSIONS:
         raise ValueError(f"vendor {vendor!r} / compression {compression!r}: choose a vendor of {VENDORS} "
                          f"and a compression of {tuple(COMPRESSIONS)}")
@@ -518,12 +536,13 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
     out.mkdir(parents=True, exist_ok=True)
     root = np.random.SeedSequence(int(seed))
     design_seq, patient_seq = root.spawn(2)
-    design = clinical.design_cohort(int(n), np.random.default_rng(design_seq))
+    design = (clinical.design_cohort(int(n), np.random.default_rng(design_seq)) if dept is None
+              else centres.design_cohort(dept, int(n), np.random.default_rng(design_seq)))
     entropies = [int(s.generate_state(2, dtype=np.uint64)[0] >> np.uint64(2)) for s in patient_seq.spawn(int(n))]
     if workers is None:
         workers = max(1, min(2, os.cpu_count() or 1, int(n)))
     if check is None:
-        check = int(n) == STUDY_N and int(seed) == DEFAULT_SEED
+        check = int(n) == STUDY_N and int(seed) == DEFAULT_SEED and dept is None
 
     manifest_path = out / "data_manifest.csv"
     clinical_path = out / "clinical.csv"
@@ -536,7 +555,8 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int = DE
         wc = csv.writer(fc, lineterminator="\n")
         wm.writerow(MANIFEST_FIELDS)
         wc.writerow(CLINICAL_FIELDS)
-        results = _patients(design, entropies, out, workers, {"vendor": vendor, "compression": compression})
+        results = _patients(design, entropies, out, workers, {"vendor": vendor, "compression": compression,
+                                                                   **({} if dept is None else {"centre_code": dept.code})})
         for res in tqdm(results, total=int(n), desc="synth", unit="patient", disable=not progress):
             wm.writerow([_csv_value(res.manifest[k]) for k in MANIFEST_FIELDS])
             wc.writerow([_csv_value(res.clinical[k]) for k in CLINICAL_FIELDS])
