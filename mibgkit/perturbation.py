@@ -29,7 +29,7 @@ The unperturbed measurement is variant ``original`` of family ``none``.
 from __future__ import annotations
 
 import hashlib
-from typing import Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 import pandas as pd
 

@@ -19,7 +19,7 @@ from reference_data import golden
 
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import bland_altman, cohen_kappa, fleiss_kappa, icc, koo_li
-from mibgkit.stats.agreement import ICC_COLUMNS, ICC_TYPES
+from mibgkit.stats.icc import ICC_COLUMNS, ICC_TYPES
 
 GOLDEN = golden("golden_agreement.json")
 

@@ -18,7 +18,8 @@ The public names are a stable interface the notebooks use; the modules hold one 
 - :mod:`mibgkit.stats.calibration` — calibration slope of a frozen linear predictor, calibration
   at a horizon, likelihood-ratio test of nested Cox models.
 - :mod:`mibgkit.stats.decision` — decision-curve net benefit with Kaplan–Meier risks.
-- :mod:`mibgkit.stats.agreement` — reader agreement: ICC (Shrout & Fleiss), Koo & Li grades,
+- :mod:`mibgkit.stats.icc` — ICC (Shrout & Fleiss) as psych::ICC, Koo & Li grades;
+  :mod:`mibgkit.stats.agreement` — reader agreement:
   Bland–Altman limits, Cohen's and Fleiss' kappa (R ``psych``, ``irr``; see
   ``tests/reference/make_golden_agreement.R``).
 
@@ -32,9 +33,8 @@ from mibgkit.stats.agreement import (
     bland_altman,
     cohen_kappa,
     fleiss_kappa,
-    icc,
-    koo_li,
 )
+from mibgkit.stats.icc import icc, koo_li
 from mibgkit.stats.assumptions import (
     events_per_variable,
     firth_cox,

@@ -14,6 +14,8 @@ outcomes and covariate tables here, so that a bad input fails with the same
 ``_complete_cases``
     The numeric columns of a DataFrame restricted to complete rows, with a
     :class:`~mibgkit.errors.QCWarning` that counts the rows dropped.
+``names_list``
+    Up to 20 names for a message ("a, b, … (3 more)"), as the agreement statistics name what they drop.
 """
 
 from __future__ import annotations
@@ -113,3 +115,10 @@ def check_binary_scores(score, positive, *, both_classes: bool = True) -> tuple[
     if yb.size == 0:
         raise StatisticsError("no cases with both a score and an outcome")
     return s, yb
+
+
+def names_list(values, limit: int = 20) -> str:
+    """``values`` as a comma-separated list of at most ``limit`` names, and how many more."""
+    values = [str(v) for v in values]
+    shown = ", ".join(values[:limit])
+    return shown + (f", … ({len(values) - limit} more)" if len(values) > limit else "")
