@@ -1,4 +1,4 @@
-"""Results back to the clinic (SPEC 6.2): the measured VOIs as a DICOM SEG, the features as a DICOM SR.
+"""Results back to the clinic: the measured VOIs as a DICOM SEG, the features as a DICOM SR.
 
 :func:`write_dicom_results` writes, for one patient, ``seg.dcm`` and ``sr.dcm`` into a folder:
 

@@ -417,7 +417,7 @@ def extract(
         A run holds the parts folder (:func:`mibgkit.outputs.exclusive`); a second run on the same
         folder waits this long for it, then stops with an :class:`~mibgkit.errors.OutputError`.
     dicom : path, optional
-        Also write each measured patient's DICOM SEG and SR (SPEC 6.2) into ``dicom/<patient_id>/``
+        Also write each measured patient's DICOM SEG and SR (:mod:`mibgkit.dicom_out`) into ``dicom/<patient_id>/``
         (``seg.dcm``, ``sr.dcm``; :func:`mibgkit.dicom_out.write_dicom_results`). Patients whose
         files are missing are measured even when their part exists; a patient whose files cannot be
         written is an error in the QC table and the batch goes on. A folder that cannot be created is

@@ -1,6 +1,6 @@
 r"""A published prognostic model, frozen: its hazard ratios and cutoffs, applied to a new cohort.
 
-External validation applies a published model exactly as printed, never refitted (SPEC 6.4). A
+External validation applies a published model exactly as printed, never refitted. A
 model is a JSON file (schema ``mibgkit-frozen-model/1``); the one shipped,
 ``mibgkit/data/zhou2025_model.json``, holds Zhou et al. 2025's multivariate Cox model (Table 2)
 and its ROC cutoffs (Table 3). Another published model is given as a file of the same schema::

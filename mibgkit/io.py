@@ -20,7 +20,7 @@ Conventions
 
 Values, pixel type and unit
 ---------------------------
-An image holds the values its file means (SPEC 6.6; the rules are in :mod:`mibgkit.nm`): an NM
+An image holds the values its file means (the rules are in :mod:`mibgkit.nm`): an NM
 file's Real World Value Mapping where it has one (float64, e.g. Bq/ml for quantitative SPECT), else
 its Rescale Slope/Intercept (float32 where they change values), else the stored values in their own
 type (e.g. uint16 counts; Float Pixel Data as float32). Single-frame series of other modalities keep

@@ -4,7 +4,7 @@
 ``RECON TOMO``); :func:`read_nm_slices` turns the single-frame NM files of one folder, already ordered
 by :mod:`mibgkit.dicom_image`, into values. Both are reached through :func:`mibgkit.io.load_image`.
 
-Values (SPEC 6.6)
+Values
 -----------------
 The image holds what the file means, not the stored integers:
 

@@ -1,4 +1,4 @@
-"""DICOM out (SPEC 6.2): ``mibgkit extract --dicom DIR`` writes per patient a SEG whose segments are the
+"""DICOM out: ``mibgkit extract --dicom DIR`` writes per patient a SEG whose segments are the
 measured voxels and an SR whose values are the FEATURES.csv cells, with the source SPECT's identity,
 byte-identical on a re-run."""
 

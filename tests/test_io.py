@@ -179,7 +179,7 @@ def test_nm_geometry_fallbacks(tmp_path, counts):
     del det.ImagePositionPatient, det.ImageOrientationPatient
     ds.save_as(tmp_path / "fallback.dcm")
     assert same_grid(load_image(tmp_path / "fallback.dcm"), reference, tol=1e-9)
-    # SPEC 6.6: Slice Thickness is never taken for the spacing (it was the fallback before)
+    # Slice Thickness is never taken for the spacing (it was the fallback before)
     del ds.SpacingBetweenSlices
     ds.save_as(tmp_path / "no_spacing.dcm")
     with pytest.raises(GeometryError, match=r"Spacing Between Slices \(0018,0088\)") as err:

@@ -1,4 +1,4 @@
-"""RT Structure Sets: contours rasterised on a reference grid by the SPEC 6.1 rule, checked against
+"""RT Structure Sets: contours rasterised on a reference grid by the documented rule (mibgkit.rtstruct), checked against
 masks computed by hand (convex, non-convex, holes, even-odd overlap, union across planes, oblique
 grids), the errors the rule demands, and a digital sphere's contours against its mask."""
 
@@ -161,7 +161,7 @@ def test_ring_with_a_hole_on_an_oblique_grid():
 
 
 def test_partly_overlapping_contours_on_one_slice_leave_their_overlap_out():
-    """SPEC 6.1: contours of one ROI on one slice combine by the even-odd rule."""
+    """Contours of one ROI on one slice combine by the even-odd rule."""
     ref = grid()
     a = polygon(ref, rect(0.5, 4.5, 0.5, 4.5), 1)  # centres 1..4
     b = polygon(ref, rect(2.5, 6.5, 2.5, 6.5), 1)  # centres 3..6

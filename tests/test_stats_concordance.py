@@ -64,7 +64,7 @@ def test_golden_cases_exercise_ties_and_tau():
 # ----------------------------------------------------------------------------- brute force
 
 def _brute(t, e, s, method="harrell", tau=None):
-    """Every ordered pair by hand, with the SPEC's definitions written out literally."""
+    """Every ordered pair by hand, with the documented definitions written out literally."""
     n = t.size
 
     def G_left(u):  # reverse KM just before u, events before censorings at tied times

@@ -157,7 +157,7 @@ def test_unknown_vendor_or_compression_is_refused(tmp_path, counts):
 
 
 # ------------------------------------------------------------------------------------------------
-# the reader's value rules (SPEC 6.6)
+# the reader's value rules (mibgkit.nm)
 # ------------------------------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""The live viewer (SPEC 6.5) and the review file: its numbers are those of ``mibgkit extract``."""
+"""The live viewer and the review file: its numbers are those of ``mibgkit extract``."""
 
 from __future__ import annotations
 

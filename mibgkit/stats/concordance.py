@@ -14,7 +14,7 @@ delta_concordance
     C of two frozen scores on the same patients and a percentile bootstrap interval of their
     difference.
 
-Conventions (all from R; SPEC 6.4)
+Conventions (all as R's survival::concordance)
 ----------------------------------
 - Higher score = higher risk (R's ``reverse = TRUE``).
 - A pair (i, j) is *comparable* when i has an event and :math:`t_j > t_i`, or :math:`t_j = t_i`

@@ -56,3 +56,17 @@ def patients_to_show(qc: pd.DataFrame, features: pd.DataFrame, n: int) -> list[s
     warned = list(qc.loc[qc.status == "warning", "patient_id"])
     measured = list(features.index)
     return list(dict.fromkeys(measured[:n] + [p for p in warned if p in measured]))
+
+
+def review_table(manifest_path, patients) -> pd.DataFrame | None:
+    """The analyst's review of the manifest's patients (``review.csv`` beside the manifest, written by
+    the live viewer), in manifest order; None when there is no review file. Rows of other patients
+    (a manifest of part of a cohort) are left out."""
+    from ..review import read_review, review_path_for
+
+    path = review_path_for(manifest_path)
+    if not path.is_file():
+        return None
+    review = read_review(path).set_index("patient_id")
+    order = [p for p in patients if p in review.index]
+    return review.loc[order].reset_index()

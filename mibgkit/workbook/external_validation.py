@@ -7,7 +7,7 @@ imaging adds information *in this cohort*, so they fit their models here). Times
 horizons are given in years of 365.25 days.
 
 Event status for the 2 × 2 tables. The paper's Table 3 classifies a patient as positive when an
-EFS event occurred at any time during follow-up (SPEC section 3, "event (yes/no within
+EFS event occurred at any time during follow-up (the paper's "event (yes/no within
 follow-up)"); its sensitivities and specificities are only comparable with that definition, which
 is therefore the first row of each cutoff. Because follow-up differs between centres, the table
 adds event status at each horizon h: event by h (positive), event-free and followed to h
