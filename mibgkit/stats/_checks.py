@@ -14,6 +14,8 @@ outcomes and covariate tables here, so that a bad input fails with the same
 ``_complete_cases``
     The numeric columns of a DataFrame restricted to complete rows, with a
     :class:`~mibgkit.errors.QCWarning` that counts the rows dropped.
+``check_horizon``
+    A time horizon in days (finite, > 0), or an error saying so.
 ``names_list``
     Up to 20 names for a message ("a, b, … (3 more)"), as the agreement statistics name what they drop.
 """
@@ -122,3 +124,14 @@ def names_list(values, limit: int = 20) -> str:
     values = [str(v) for v in values]
     shown = ", ".join(values[:limit])
     return shown + (f", … ({len(values) - limit} more)" if len(values) > limit else "")
+
+
+def check_horizon(horizon) -> float:
+    """A prediction horizon as a float number of days (finite, > 0)."""
+    try:
+        h = float(horizon)
+    except (TypeError, ValueError):
+        raise StatisticsError(f"horizon must be a time in days, got {horizon!r}") from None
+    if not np.isfinite(h) or h <= 0:
+        raise StatisticsError(f"horizon must be a finite time > 0 (days), got {horizon!r}")
+    return h

@@ -31,20 +31,14 @@ Conventions
 
 References
 ----------
-.. [1] Shrout PE, Fleiss JL. Intraclass correlations: uses in assessing rater reliability.
-   *Psychol Bull* 1979;86:420–428.
-.. [2] McGraw KO, Wong SP. Forming inferences about some intraclass correlation coefficients.
-   *Psychol Methods* 1996;1:30–46.
-.. [3] Koo TK, Li MY. A guideline of selecting and reporting intraclass correlation coefficients
-   for reliability research. *J Chiropr Med* 2016;15:155–163.
-.. [4] Bland JM, Altman DG. Measuring agreement in method comparison studies. *Stat Methods Med
+.. [1] Bland JM, Altman DG. Measuring agreement in method comparison studies. *Stat Methods Med
    Res* 1999;8:135–160.
-.. [5] Cohen J. A coefficient of agreement for nominal scales. *Educ Psychol Meas* 1960;20:37–46.
-.. [6] Fleiss JL, Cohen J, Everitt BS. Large sample standard errors of kappa and weighted kappa.
+.. [2] Cohen J. A coefficient of agreement for nominal scales. *Educ Psychol Meas* 1960;20:37–46.
+.. [3] Fleiss JL, Cohen J, Everitt BS. Large sample standard errors of kappa and weighted kappa.
    *Psychol Bull* 1969;72:323–327.
-.. [7] Fleiss JL. Measuring nominal scale agreement among many raters. *Psychol Bull*
+.. [4] Fleiss JL. Measuring nominal scale agreement among many raters. *Psychol Bull*
    1971;76:378–382.
-.. [8] Fleiss JL, Nee JCM, Landis JR. Large sample variance of kappa in the case of different
+.. [5] Fleiss JL, Nee JCM, Landis JR. Large sample variance of kappa in the case of different
    sets of raters. *Psychol Bull* 1979;86:974–977.
 """
 

@@ -43,7 +43,7 @@ import pandas as pd
 from scipy import stats
 
 from mibgkit.errors import StatisticsError
-from mibgkit.stats._checks import _as_float, _check_outcome, _complete_cases
+from mibgkit.stats._checks import _as_float, _check_outcome, _complete_cases, check_horizon
 from mibgkit.stats._coxcore import Z975, Ties, check_ties, fit_cox, null_loglik
 from mibgkit.stats.kaplan_meier import km_table
 
@@ -270,12 +270,7 @@ def calibration_at_horizon(durations, events, lp, horizon: float, groups: int = 
     ties = check_ties(ties)
     t, e = _check_outcome(durations, events)
     x = _check_lp(lp, t.size)
-    try:
-        h = float(horizon)
-    except (TypeError, ValueError):
-        raise StatisticsError(f"horizon must be a time in days, got {horizon!r}") from None
-    if not np.isfinite(h) or h <= 0:
-        raise StatisticsError(f"horizon must be a finite time > 0 (days), got {horizon!r}")
+    h = check_horizon(horizon)
     if int(groups) != groups or groups < 1:
         raise StatisticsError(f"groups must be a positive integer, got {groups!r}")
     if e.sum() == 0:

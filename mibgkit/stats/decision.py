@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mibgkit.errors import StatisticsError
-from mibgkit.stats._checks import _as_float, _check_outcome
+from mibgkit.stats._checks import _as_float, _check_outcome, check_horizon
 from mibgkit.stats.kaplan_meier import km_table
 
 __all__ = ["net_benefit"]
@@ -118,12 +118,7 @@ def net_benefit(durations, events, positive, horizon: float, thresholds) -> pd.D
     """
     t, e = _check_outcome(durations, events)
     pos = _check_positive(positive, t.size)
-    try:
-        h = float(horizon)
-    except (TypeError, ValueError):
-        raise StatisticsError(f"horizon must be a time in days, got {horizon!r}") from None
-    if not np.isfinite(h) or h <= 0:
-        raise StatisticsError(f"horizon must be a finite time > 0 (days), got {horizon!r}")
+    h = check_horizon(horizon)
     pt = _as_float(np.atleast_1d(np.asarray(thresholds, dtype=object)), "thresholds")
     if pt.size == 0:
         raise StatisticsError("no thresholds given")
