@@ -3,6 +3,8 @@ the synthetic cohort's further readers."""
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -173,3 +175,17 @@ def test_reader_mask_is_deterministic_padded_and_overlaps_like_a_human_reader():
     assert a[depth >= 0.5 * depth.max()].all()
     labels, n = ndimage.label(a)
     assert n == 1
+
+
+def test_report_07_renders_without_a_second_reader(small_cohort, tmp_path):
+    from mibgkit.report import run_report
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(small_cohort, cohort)
+    (cohort / "readers.csv").unlink()
+    run_report(cohort / "data_manifest.csv", out_dir=tmp_path / "out", only=["07_reader_agreement"],
+               parameters={"poisson_draws": 1}, progress=False)
+    html = (tmp_path / "out" / "07_reader_agreement.html").read_text()
+    assert "No second reader given" in html
+    assert "Perturbations: would the patient still be on the same side?" in html
+    assert "change side at 0.342" in html  # the verdict still speaks, from the perturbations
