@@ -20,6 +20,7 @@ misreading.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -52,9 +53,14 @@ _GAP_ATOL_MM = 1e-3
 
 def label(keyword: str, within: str | None = None) -> str:
     """How a message names an attribute: ``"Pixel Spacing (0028,0030)"``, prefixed by its sequence item."""
-    tag = tag_for_keyword(keyword)
-    name = f"{dictionary_description(tag)} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
+    name = _attribute_name(keyword)
     return f"{within} > {name}" if within else name
+
+
+@functools.lru_cache(maxsize=1024)
+def _attribute_name(keyword: str) -> str:
+    tag = tag_for_keyword(keyword)
+    return f"{dictionary_description(tag)} ({tag >> 16:04X},{tag & 0xFFFF:04X})" if tag is not None else keyword
 
 
 def attribute(ds, keyword: str, convert: Callable | None = None, *, path, patient=None,

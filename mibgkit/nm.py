@@ -173,7 +173,15 @@ def _mapped_values(ds, frames: np.ndarray, per_frame: list, p, patient) -> tuple
     top_rwv = [_rwv(item, within, p, patient) for within, item in levels] + [_rwv(ds, None, p, patient)]
     top_rescale = [_rescale(item, within, p, patient) for within, item in levels] + [_rescale(ds, None, p, patient)]
     mappings = []
+    common = None  # the mapping of frames without a per-frame item (the same for all of them)
     for k, item in enumerate(per_frame):
+        if item is None:
+            if common is None:
+                found = next((m for m in top_rwv if m is not None), None)
+                common = (("rwv", *found) if found is not None else
+                          ("rescale", *next((m for m in top_rescale if m is not None), (1.0, 0.0)), COUNTS))
+            mappings.append(common)
+            continue
         within = f"{label('PerFrameFunctionalGroupsSequence')} item {k + 1}"
         rwv = [_rwv(item, within, p, patient)] if item is not None else []
         rescale = [_rescale(item, within, p, patient)] if item is not None else []
@@ -270,14 +278,21 @@ def _slice_index(ds, n_frames: int, p, patient) -> np.ndarray:
     if n_slices is not None and n_slices != n_frames:
         raise GeometryError(f"{label('NumberOfSlices')} is {n_slices} but {label('NumberOfFrames')} is "
                             f"{n_frames}; one reconstructed volume has one frame per slice", **kw)
-    vector = attribute(ds, "SliceVector", lambda v: np.asarray([as_int()(x) for x in np.atleast_1d(v)]),
-                       error=GeometryError, **kw)
+    vector = attribute(ds, "SliceVector", _int_vector, error=GeometryError, **kw)
     if vector is None:
         return np.arange(1, n_frames + 1)
     if len(vector) != n_frames or sorted(vector.tolist()) != list(range(1, n_frames + 1)):
         raise GeometryError(f"{label('SliceVector')} {_short(vector)} is not a permutation of 1..{n_frames} "
                             f"for {label('NumberOfFrames')} {n_frames} (missing or repeated slices)", **kw)
     return vector
+
+
+def _int_vector(value) -> np.ndarray:
+    """Converter: integers, one per value (an integer array as it is, else value by value)."""
+    values = np.atleast_1d(value)
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64)
+    return np.asarray([as_int()(x) for x in values])
 
 
 def _position_orientation(ds, p, patient) -> tuple[np.ndarray, np.ndarray]:

@@ -23,12 +23,15 @@ from .errors import GeometryError, InputError, SegmentationError
 
 __all__ = ["shape_features", "surface_mesh"]
 
-# Points are compared in blocks of this many rows, so that the pairwise-distance step
-# never holds more than _BLOCK x n distances in memory.
-_BLOCK = 2048
+# Points are compared in blocks of rows of about this many pairs, so that the pairwise-distance
+# step works in the cache.
+_BLOCK_ELEMENTS = 16384
 # Above this many candidates for the maximum diameter, those that cannot reach the lower
 # bound are dropped first (see _max_diameter); below, comparing all pairs is as fast.
-_PAIRS_BELOW = 32
+_PAIRS_BELOW = 96
+# Above this many vertices, the rows of the lower bound are compared only with the vertices that
+# can be farthest from one of them (see _max_diameter); below, comparing with all costs less.
+_COLUMNS_ABOVE = 200
 # The 13 directions of the lower bound (axes, face and body diagonals), as used in
 # _max_diameter (entries 0 and ±1), their inverse lengths, and the cosine of the covering
 # radius of these directions and their opposites on the sphere (0.886452 rounded down).
@@ -50,6 +53,7 @@ _FINE_DIRECTIONS = np.array(
 _FINE_DIRECTIONS /= np.sqrt((_FINE_DIRECTIONS**2).sum(axis=1))[:, None]
 _COS_FINE = 0.95290
 _EYE = np.eye(3)
+_IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 _ORTHONORMAL_TOL = 1e-6 + 1e-5 * _EYE  # np.allclose(..., atol=1e-6) against the identity
 _ROLL = np.array([0, 1, 2, 0, 1])
 
@@ -135,9 +139,9 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
 
     Maximum diameter: the largest distance between two mesh vertices, computed exactly.
     A lower bound from extreme vertices prunes vertices that cannot be the end of a longer
-    chord (triangle inequality); the two ends of a diameter are vertices of the convex hull
-    (Qhull), so when many candidates remain only their hull vertices are compared. Should
-    the hull be degenerate, all candidates are compared directly.
+    chord (triangle inequality); of the rest, those that cannot reach that bound in any of
+    62 directions are dropped too (exact bounds, no convex hull), and the few that remain
+    are compared pairwise. The result is the largest distance over all pairs, to the bit.
 
     Voxel volume: :math:`N \\prod_i \\Delta_i` with N the number of voxels in the mask.
 
@@ -197,10 +201,10 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     if direction is not None:
         verts = verts[:, ::-1] @ direction.T  # (z, y, x) mm -> physical (x, y, z) mm
 
-    centred = verts - verts.mean(axis=0)
+    centred = verts - np.add.reduce(verts, axis=0) / len(verts)  # what verts.mean(axis=0) computes
     volume, surface = _volume_and_surface(centred, faces)
     sphericity = (36.0 * math.pi * volume**2) ** (1.0 / 3.0) / surface
-    voxel_volume = n_voxels * float(np.prod(spacing_mm))
+    voxel_volume = n_voxels * math.prod(spacing_mm.tolist())  # the product np.prod forms, in that order
     if direction is not None:
         voxel_volume *= abs(float(np.linalg.det(direction)))
     return {
@@ -270,10 +274,12 @@ def _mask_and_geometry(mask: Any, spacing: Any, label: Any) -> tuple[np.ndarray,
             )
         array = sitk.GetArrayViewFromImage(mask)  # (z, y, x), no copy
         spacing = mask.GetSpacing()[::-1]
-        matrix = np.asarray(mask.GetDirection(), dtype=float).reshape(3, 3)
-        # np.allclose(matrix.T @ matrix, I, atol=1e-6) written out (allclose costs more than the rest here)
-        if not bool(np.all(np.abs(matrix.T @ matrix - _EYE) <= _ORTHONORMAL_TOL)):
-            direction = matrix
+        cosines = mask.GetDirection()
+        if cosines != _IDENTITY:  # (the identity is orthonormal: nothing to check)
+            matrix = np.asarray(cosines, dtype=float).reshape(3, 3)
+            # np.allclose(matrix.T @ matrix, I, atol=1e-6) written out (allclose costs more than the rest here)
+            if not bool(np.all(np.abs(matrix.T @ matrix - _EYE) <= _ORTHONORMAL_TOL)):
+                direction = matrix
     else:
         array = np.asarray(mask)
         if array.ndim != 3:
@@ -284,7 +290,7 @@ def _mask_and_geometry(mask: Any, spacing: Any, label: Any) -> tuple[np.ndarray,
                 "pass e.g. spacing=image.GetSpacing()[::-1] for an array from SimpleITK"
             )
     spacing_mm = np.asarray(spacing, dtype=float).reshape(-1)
-    if spacing_mm.shape != (3,) or not np.all(np.isfinite(spacing_mm)) or np.any(spacing_mm <= 0):
+    if spacing_mm.shape != (3,) or not all(0.0 < h < math.inf for h in spacing_mm.tolist()):
         raise GeometryError(f"spacing must be three positive numbers in mm, got {spacing!r}")
     return array, spacing_mm, direction
 
@@ -347,31 +353,28 @@ def _mesh(crop: np.ndarray, spacing_mm: np.ndarray) -> tuple[np.ndarray, np.ndar
     # configuration of every cube: bit dz*4 + dy*2 + dx set when that corner is inside
     pairs = padded[:, :, :-1] + (padded[:, :, 1:] << 1)
     quads = pairs[:, :-1] + (pairs[:, 1:] << 2)
-    config = (quads[:-1] + (quads[1:] << 4)).ravel()
+    # each cube stored at its first corner, so that its position in C order is that point's linear
+    # index (the last plane, row and column hold no cube: configuration 0, no triangles)
+    config = np.zeros((nz, ny, nx), dtype=np.uint8)
+    np.add(quads[:-1], quads[1:] << 4, out=config[:-1, :-1, :-1])
+    config = config.ravel()
     counts = counts_per_config[config]
-    cubes = np.flatnonzero(counts)
+    cubes = np.flatnonzero(counts)  # linear index of each cube's first corner, in C order
     config, counts = config[cubes], counts[cubes]
     rows = table[config]
     local = rows[rows >= 0]  # edge references of all cubes, in order
     # global id of a reference: 4 * (linear index of the edge's first point) + direction,
     # direction 0, 1, 2 for edges along x, y, z and 3 for the centre of the cube
-    cz, rest = np.divmod(cubes, (ny - 1) * (nx - 1))
-    cy, cx = np.divmod(rest, nx - 1)
-    corner = ((cz * ny + cy) * nx + cx) * 4
-    offsets = ((_LOCAL[:, 0] * ny + _LOCAL[:, 1]) * nx + _LOCAL[:, 2]) * 4 + _LOCAL[:, 3]
-    gid = np.repeat(corner, counts) + offsets[local]
+    offsets = _LOCAL @ np.array([4 * ny * nx, 4 * nx, 4, 1], dtype=np.int64)
+    gid = np.repeat(cubes * 4, counts) + offsets[local]
     first = _first_occurrence(gid, 4 * nz * ny * nx)
     is_first = first == np.arange(len(gid))
     number = np.cumsum(is_first) - 1  # vertex number of each first reference
     faces = number[first].astype(np.int32).reshape(-1, 3)[:, ::-1]  # marching_cubes' orientation
     vertex_gid = gid[is_first]
     point, direction = np.divmod(vertex_gid, 4)
-    vz, rest = np.divmod(point, ny * nx)
-    vy, vx = np.divmod(rest, nx)
     halves = np.empty((len(vertex_gid), 3), dtype=np.int64)  # vertex position in half voxels
-    halves[:, 0] = vz
-    halves[:, 1] = vy
-    halves[:, 2] = vx
+    halves[:, 0], halves[:, 1], halves[:, 2] = np.unravel_index(point, (nz, ny, nx))
     halves *= 2
     halves += _HALF_STEP[direction]
     # (2k)·(h/2) is k·h rounded once, as the float32 vertex k times h in marching_cubes
@@ -488,6 +491,12 @@ def _max_diameter(points: np.ndarray) -> float:
     Steps 1-3 are computed with the same floating-point expressions as a straightforward
     implementation; the projections on directions with entries 0 and ±1 are written as
     sums and differences of coordinates, which are exactly the values of the dot products.
+    In step 1, up to ``_COLUMNS_ABOVE`` vertices the extreme vertices are compared with every
+    vertex (cheaper than choosing the columns first; the columns left out otherwise cannot
+    hold the largest distance, so the pair is the same). The projections on the 49 finer
+    directions only decide which candidates go on, with the margin above: they are one
+    matrix product. The final pairwise comparison computes each unordered pair once (the
+    expression is symmetric to the bit).
     """
     n = len(points)
     norms = np.einsum("ij,ij->i", points, points)
@@ -507,53 +516,54 @@ def _max_diameter(points: np.ndarray) -> float:
     np.subtract(y, x, out=proj[12])
     proj[12] += z
     high, low = proj.argmax(axis=1), proj.argmin(axis=1)
-    extremes = np.concatenate([high, low])
     # The same vertex is often extreme in several directions: one row each (first appearance
     # kept, so that the first maximum in row order is the same pair).
-    unique = np.fromiter(dict.fromkeys(extremes.tolist()), dtype=np.intp)
-    # Columns that cannot be the farthest vertex from any row are left out (see above): the
-    # largest width along the 13 directions is the distance of a (row, column) pair, hence
-    # at most the maximum sought.
+    unique = np.fromiter(dict.fromkeys(np.concatenate([high, low]).tolist()), dtype=np.intp)
     top, bottom = proj[_ROWS, high], proj[_ROWS, low]
-    width = float(((top - bottom) * _DIRECTION_SCALE.ravel()).max())
-    spread = np.subtract(top[:, None], proj)
-    np.subtract(proj, bottom[:, None], out=proj)  # (the projections are not needed any more)
-    np.maximum(spread, proj, out=spread)
-    spread *= _DIRECTION_SCALE
-    reach_all = spread.max(axis=0)  # B(p) for every vertex, against all vertices
-    columns = np.flatnonzero(reach_all >= _COS_13 * (width - 1e-6 * (1.0 + width)))
+    if n > _COLUMNS_ABOVE:
+        # Columns that cannot be the farthest vertex from any row are left out (see above): the
+        # largest width along the 13 directions is the distance of a (row, column) pair, hence
+        # at most the maximum sought. (Below, comparing the rows with every vertex costs less;
+        # the columns left out cannot hold the largest distance, so the pair is the same.)
+        width = float(((top - bottom) * _DIRECTION_SCALE.ravel()).max())
+        reach_all = _reach(proj, top, bottom)  # B(p) for every vertex, against all vertices
+        columns = np.flatnonzero(reach_all >= _COS_13 * (width - 1e-6 * (1.0 + width)))
+        xc, yc, zc = coords[:, columns]
+        column_norms = norms[columns]
+    else:
+        columns = None
+        xc, yc, zc = x, y, z
+        column_norms = norms
     # d2 = |e|² + |q|² − 2 e·q for rows e and columns q, in two buffers (same expression)
     ends = points[unique]
-    xc, yc, zc = coords[:, columns]
     d2 = np.multiply(ends[:, 0, None], xc)
     term = np.multiply(ends[:, 1, None], yc)
     d2 += term
     np.multiply(ends[:, 2, None], zc, out=term)
     d2 += term
     d2 *= 2.0
-    np.add(norms[unique, None], norms[columns], out=term)
+    np.add(norms[unique, None], column_norms, out=term)
     np.subtract(term, d2, out=d2)
-    row, col = divmod(int(d2.argmax()), len(columns))
-    j = int(columns[col])
+    row, col = divmod(int(d2.argmax()), d2.shape[1])
+    j = col if columns is None else int(columns[col])
     lower = math.sqrt(max(float(d2[row, col]), 0.0))
     from_centre = points - 0.5 * (points[unique[row]] + points[j])
     radius = np.sqrt(np.einsum("ij,ij->i", from_centre, from_centre))
-    keep = radius >= lower - radius.max() - 1e-6 * (1.0 + lower)
+    keep = np.flatnonzero(radius >= lower - radius.max() - 1e-6 * (1.0 + lower))
     candidates = points[keep]
-    candidates = candidates - candidates.mean(axis=0)
+    # minus their mean: np.add.reduce along axis 0 divided by the count is what ndarray.mean computes
+    candidates -= np.add.reduce(candidates, axis=0) / len(candidates)
     cnorms = np.einsum("ij,ij->i", candidates, candidates)
     if len(candidates) > _PAIRS_BELOW:
         reach = lower - 1e-6 * (1.0 + lower)  # a chord longer than this must be kept
-        chosen = np.flatnonzero(reach_all[keep] >= _COS_13 * reach)
+        # B(p) of the candidates against all vertices (the values of reach_all, for them alone)
+        reach_keep = reach_all[keep] if columns is not None else _reach(proj[:, keep], top, bottom)
+        chosen = np.flatnonzero(reach_keep >= _COS_13 * reach)
         if len(chosen) > _PAIRS_BELOW:
-            sub = candidates[chosen]
-            u = _FINE_DIRECTIONS
-            fine = np.multiply(u[:, 0, None], sub[:, 0])
-            term = np.multiply(u[:, 1, None], sub[:, 1])
-            fine += term
-            np.multiply(u[:, 2, None], sub[:, 2], out=term)
-            fine += term
-            np.subtract(fine.max(axis=1, keepdims=True), fine, out=term)
+            # projections on the 49 directions by one matrix product: they only decide which
+            # candidates go on, with a margin (1e-6 of L) far above the rounding of any summation
+            fine = _FINE_DIRECTIONS @ candidates[chosen].T
+            term = np.subtract(fine.max(axis=1, keepdims=True), fine)
             fine -= fine.min(axis=1, keepdims=True)
             np.maximum(fine, term, out=fine)
             chosen = chosen[fine.max(axis=0) >= _COS_FINE * reach]
@@ -561,14 +571,47 @@ def _max_diameter(points: np.ndarray) -> float:
     return max(lower, math.sqrt(max(_max_d2(candidates, cnorms), 0.0)))
 
 
+def _reach(proj: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
+    """B(p) = max_k (h_k − p·u_k) over the 13 directions and their opposites, per column of ``proj``.
+
+    ``proj`` holds the projections (13, m) of the vertices asked about, ``top`` and ``bottom``
+    the largest and smallest projections of all vertices (13,); each direction's spread is
+    scaled by its inverse length. ``proj`` is overwritten.
+    """
+    spread = np.subtract(top[:, None], proj)
+    np.subtract(proj, bottom[:, None], out=proj)
+    np.maximum(spread, proj, out=spread)
+    spread *= _DIRECTION_SCALE
+    return spread.max(axis=0)
+
+
 def _max_d2(points: np.ndarray, norms: np.ndarray) -> float:
-    """max over all pairs (i, j) of (|p_i|² + |p_j|²) − 2 p_i·p_j, rows in blocks; at least 0."""
+    """max over all pairs (i, j) of (|p_i|² + |p_j|²) − 2 p_i·p_j, rows in blocks; at least 0.
+
+    Each pair is computed once, row i against columns j ≥ the first row of its block: the
+    expression is symmetric to the bit (a sum of two norms and a dot product summed in
+    coordinate order), so the pairs left out hold values already seen. Blocks are small enough
+    for the cache and reuse two buffers.
+    """
+    m = len(points)
     best = 0.0
+    if m == 0:
+        return best
     x, y, z = np.ascontiguousarray(points.T)
-    for start in range(0, len(points), _BLOCK):  # loop over blocks of rows only (few iterations)
-        block = points[start : start + _BLOCK]
-        d2 = norms[start : start + _BLOCK, None] + norms[None, :] - 2.0 * (
-            block[:, 0, None] * x + block[:, 1, None] * y + block[:, 2, None] * z
-        )
-        best = max(best, float(d2.max()))
+    rows = max(1, min(m, _BLOCK_ELEMENTS // m))
+    d2_buf, term_buf = np.empty(rows * m), np.empty(rows * m)
+    for start in range(0, m, rows):  # loop over blocks of rows only (few iterations)
+        stop = min(start + rows, m)
+        shape = (stop - start, m - start)
+        d2 = d2_buf[: shape[0] * shape[1]].reshape(shape)
+        term = term_buf[: shape[0] * shape[1]].reshape(shape)
+        np.multiply(x[start:stop, None], x[None, start:], out=d2)
+        np.multiply(y[start:stop, None], y[None, start:], out=term)
+        d2 += term
+        np.multiply(z[start:stop, None], z[None, start:], out=term)
+        d2 += term
+        d2 *= 2.0
+        np.add(norms[start:stop, None], norms[None, start:], out=term)
+        term -= d2
+        best = max(best, float(term.max()))
     return best

@@ -72,11 +72,23 @@ def sphere_index_mask(image: sitk.Image, centre_mm: Sequence[float], radius_mm: 
     lo = np.floor(c_idx - half).astype(int)
     hi = np.ceil(c_idx + half).astype(int)
     axes = [np.arange(lo[d], hi[d] + 1) for d in range(3)]
+    size = np.asarray(image.GetSize())
+    if not np.any(a[~np.eye(3, dtype=bool)]):
+        # Axis-aligned grid (flips allowed): coordinate d depends on index d alone, so the squared
+        # distances are sums of per-axis terms, the same floating-point values as the general case
+        # (a @ idx adds exact zeros there), in the same (i, j, k) order of the voxels.
+        sq = [((a[d, d] * axes[d] + o[d]) - c[d]) ** 2 for d in range(3)]
+        d2 = (sq[0][:, None, None] + sq[1][None, :, None]) + sq[2][None, None, :]
+        within = d2 <= radius_mm**2
+        n_lattice = int(np.count_nonzero(within))
+        ok = [(ax >= 0) & (ax < n) for ax, n in zip(axes, size)]
+        within &= ok[0][:, None, None] & ok[1][None, :, None] & ok[2][None, None, :]
+        i, j, k = np.nonzero(within)
+        return (k + lo[2], j + lo[1], i + lo[0]), n_lattice
     ii, jj, kk = np.meshgrid(*axes, indexing="ij")
     idx = np.stack([ii.ravel(), jj.ravel(), kk.ravel()])
     pts = a @ idx + o[:, None]
     within = np.sum((pts - c[:, None]) ** 2, axis=0) <= radius_mm**2
-    size = np.asarray(image.GetSize())
     in_image = np.all((idx >= 0) & (idx < size[:, None]), axis=0)
     keep = within & in_image
     i, j, k = idx[:, keep]
