@@ -6,7 +6,7 @@ Verbs::
     mibgkit extract MANIFEST -o FEATURES.csv [--mtv-method roi|percent_max|adaptive] [--strict]
                     [--workers N | --scheduler ADDRESS] [--dicom DIR]
     mibgkit synth OUT [--n 50] [--seed S] [--centre B] [--vendor siemens|ge|philips|hermes|quant|float|reversed]
-                  [--compression deflate|rle|none]
+                  [--compression deflate|rle|none] [--roi-format nrrd|seg|rtstruct]
     mibgkit report [--manifest M] [--validation MANIFEST] [--params FILE] [--out reports/]
 """
 
@@ -81,7 +81,7 @@ def _cmd_synth(args) -> int:
     default_seed = DEFAULT_SEED if args.centre is None else None  # None: the centre's own seed
     manifest = generate_cohort(args.out, n=args.n, seed=default_seed if args.seed is None else args.seed,
                                progress=not args.quiet, vendor=args.vendor, compression=args.compression,
-                               centre=args.centre)
+                               centre=args.centre, roi_format=args.roi_format)
     print(f"synthetic cohort of {args.n} patients -> {manifest} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr)
     return 0
 
@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("out", help="folder to write (created)")
     y.add_argument("--n", type=int, default=50, help="number of patients (default 50, the paper's cohort)")
     y.add_argument("--seed", type=int, help="random seed (default: the calibrated seed)")
-    from .synth.dicom import COMPRESSIONS, VENDORS
+    from .synth.dicom import COMPRESSIONS
+    from .synth.nm_layouts import VENDORS
 
     y.add_argument("--vendor", choices=VENDORS, default=None,
                    help="layout of the SPECT files (default siemens, or the --centre's scanner; hermes writes a folder of single-frame "
@@ -199,6 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     y.add_argument("--centre", choices=tuple(CENTRES), type=str.upper, default=None,
                    help="write a second department's cohort instead of the paper's (B: GE Discovery NM/CT 670, "
                         "MEGP collimator, 4.4 mm voxels, another case mix, published effects at half their size)")
+    y.add_argument("--roi-format", choices=("nrrd", "seg", "rtstruct"), default="nrrd",
+                   help="how the analyst's tumour ROI is written: nrrd (default: 3D Slicer tumour.seg.nrrd), seg "
+                        "(DICOM SEG tumour_seg.dcm on the CT or SPECT it was drawn on) or rtstruct (RT Structure Set "
+                        "tumour_rtstruct.dcm, contours on the CT slices); the other files are the same")
     y.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     y.set_defaults(func=_cmd_synth)
 

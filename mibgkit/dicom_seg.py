@@ -36,6 +36,7 @@ Conventions
 from __future__ import annotations
 
 import os
+import sqlite3
 import warnings
 from pathlib import Path
 
@@ -80,7 +81,11 @@ def _dataset(path, patient, *, pixels: bool) -> pydicom.Dataset:
         raise InputError("the SEG has no Pixel Data: the file is truncated or incomplete", patient=patient, path=path)
     if pixels:
         _check_pixel_data_length(ds, path, patient)
-    if not ds.get("SegmentSequence"):
+    segments = ds.get("SegmentSequence")
+    if segments is not None and not isinstance(segments, pydicom.sequence.Sequence):
+        raise InputError("the SEG's Segment Sequence is not a sequence (wrong VR); the SEG is damaged",
+                         patient=patient, path=path)
+    if not segments:
         raise SegmentationError("the SEG has no Segment Sequence (no segments)", patient=patient, path=path)
     return ds
 
@@ -101,23 +106,50 @@ def _check_pixel_data_length(ds, path, patient) -> None:
                          f"frames need {need}: the file is truncated", patient=patient, path=path)
 
 
-def _real_segments(ds) -> list:
+def _integer(value) -> int | None:
+    """A header value as an int, or None when it is missing, empty, multi-valued or not an integer."""
+    if isinstance(value, pydicom.multival.MultiValue) or value is None or value == "":
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return int(number) if np.isfinite(number) and number == int(number) else None
+
+
+def _segment_number(item, k: int, path, patient) -> int:
+    """An item's Segment Number; a missing or malformed one is an error naming the item."""
+    number = _integer(item.get("SegmentNumber"))
+    if number is None or number < 0:  # 0: a LABELMAP's background
+        raise InputError(f"Segment Sequence item {k} has no valid Segment Number "
+                         f"({item.get('SegmentNumber', 'missing')!r}); the SEG is damaged", patient=patient, path=path)
+    return number
+
+
+def _real_segments(ds, path=None, patient=None) -> list:
     """Segment Sequence items, less a LABELMAP's background (its number is the Pixel Padding Value)."""
-    background = ds.get("PixelPaddingValue") if str(ds.get("SegmentationType", "")) == "LABELMAP" else None
-    return [s for s in ds.SegmentSequence if background is None or int(s.SegmentNumber) != int(background)]
+    background = _integer(ds.get("PixelPaddingValue")) if str(ds.get("SegmentationType", "")) == "LABELMAP" else None
+    return [s for k, s in enumerate(ds.SegmentSequence, start=1)
+            if background is None or _segment_number(s, k, path, patient) != background]
 
 
-def _segments(ds) -> list[tuple[int, str]]:
-    return [(int(s.SegmentNumber), str(s.get("SegmentLabel", ""))) for s in _real_segments(ds)]
+def _segments(ds, path=None, patient=None) -> list[tuple[int, str]]:
+    items = _real_segments(ds, path, patient)
+    out = [(_segment_number(s, k, path, patient), str(s.get("SegmentLabel", "") or "")) for k, s in enumerate(items, 1)]
+    numbers = [n for n, _ in out]
+    if len(set(numbers)) != len(numbers):
+        raise InputError(f"the Segment Sequence repeats Segment Numbers ({sorted(numbers)}); the SEG is damaged",
+                         patient=patient, path=path)
+    return out
 
 
-def _listing(ds) -> str:
-    return ", ".join(f"{label!r} (number {number})" for number, label in _segments(ds))
+def _listing(ds, path=None, patient=None) -> str:
+    return ", ".join(f"{label!r} (number {number})" for number, label in _segments(ds, path, patient))
 
 
 def _choose_segment(ds, segment, label, path, patient) -> tuple[int, str]:
     """(Segment Number, Segment Label) of the segment the caller asked for."""
-    segments = _segments(ds)
+    segments = _segments(ds, path, patient)
     if segment is not None:
         found = [s for s in segments if s[1] == segment]
         if not found:
@@ -145,13 +177,14 @@ def _functional(ds, frame_item, sequence: str, attribute: str):
     """``attribute`` of a functional group, per-frame first, then shared (None if absent)."""
     holders = [frame_item]
     shared = ds.get("SharedFunctionalGroupsSequence")
-    if shared:
+    if isinstance(shared, pydicom.sequence.Sequence) and shared:
         holders.append(shared[0])
     for holder in holders:
-        if holder is None:
+        if not isinstance(holder, pydicom.Dataset):  # absent, or damaged (wrong VR)
             continue
         seq = holder.get(sequence)
-        if seq and attribute in seq[0]:
+        if isinstance(seq, pydicom.sequence.Sequence) and seq and isinstance(seq[0], pydicom.Dataset) \
+                and attribute in seq[0]:
             return seq[0].get(attribute)
     return None
 
@@ -170,7 +203,18 @@ def _check_geometry(ds, path, patient) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"the SEG has {n} frames but {0 if per_frame is None else len(per_frame)} items in its "
                          "Per-Frame Functional Groups Sequence", patient=patient, path=path)
     positions, orientations = [], set()
+    labelmap = str(ds.get("SegmentationType", "")) == "LABELMAP"
+    segment_numbers = {s for s, _ in _segments(ds, path, patient)}
     for f, item in enumerate(per_frame, start=1):
+        if not isinstance(item, pydicom.Dataset):
+            raise InputError(f"frame {f}'s Per-Frame Functional Groups item is not a dataset (wrong VR); the SEG is "
+                             "damaged", patient=patient, path=path)
+        if not labelmap:  # every BINARY / FRACTIONAL frame names the segment it holds
+            ref = _integer(_functional(ds, item, "SegmentIdentificationSequence", "ReferencedSegmentNumber"))
+            if ref not in segment_numbers:
+                raise InputError(f"frame {f} has no valid Segment Identification Sequence > Referenced Segment Number "
+                                 f"(one of the Segment Numbers {sorted(segment_numbers)}); the SEG is damaged",
+                                 patient=patient, path=path)
         ipp = _functional(ds, item, "PlanePositionSequence", "ImagePositionPatient")
         iop = _functional(ds, item, "PlaneOrientationSequence", "ImageOrientationPatient")
         pixel_spacing = _functional(ds, item, "PixelMeasuresSequence", "PixelSpacing")
@@ -301,9 +345,18 @@ def read_dicom_seg(
     number, name = _choose_segment(ds, segment, label, path, patient)
     positions, orientation = _check_geometry(ds, path, patient)
     _ensure_slice_spacing(ds, positions, orientation, path, patient)
+    kind = ds.get("SegmentationType")
+    if not isinstance(kind, str) or kind not in ("BINARY", "FRACTIONAL", "LABELMAP"):
+        raise InputError(f"the SEG's Segmentation Type is {kind!r}; expected BINARY, FRACTIONAL or LABELMAP",
+                         patient=patient, path=path)
+    maximum = _integer(ds.get("MaximumFractionalValue"))
+    if kind == "FRACTIONAL" and (maximum is None or maximum < 1):
+        raise InputError(f"the FRACTIONAL SEG's Maximum Fractional Value is {ds.get('MaximumFractionalValue')!r}; "
+                         "expected a positive integer", patient=patient, path=path)
     try:
         seg = hd.seg.Segmentation.from_dataset(ds, copy=False)
-    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+    except (AttributeError, KeyError, TypeError, ValueError, IndexError, RuntimeError, NotImplementedError,
+            sqlite3.Error) as exc:  # highdicom validates as it parses (frame index in sqlite); damage fails so
         raise InputError(f"highdicom cannot read the SEG: {first_line(exc)}", patient=patient, path=path) from None
     fractional = seg.segmentation_type == hd.seg.SegmentationTypeValues.FRACTIONAL
     try:
@@ -312,14 +365,14 @@ def read_dicom_seg(
     except RuntimeError as exc:
         raise GeometryError(f"the SEG's frames do not form one regularly spaced volume: {first_line(exc)}",
                             patient=patient, path=path) from None
-    except (ValueError, KeyError, NotImplementedError) as exc:
+    except (ValueError, KeyError, NotImplementedError, AttributeError, TypeError, IndexError) as exc:
         raise InputError(f"highdicom cannot decode the SEG's frames: {first_line(exc)}",
                          patient=patient, path=path) from None
     values = np.asarray(volume.array)
     if values.ndim == 4:
         values = values[..., 0]
     if fractional:
-        inside = 2 * values.astype(np.int64) >= int(seg.MaximumFractionalValue)
+        inside = 2 * values.astype(np.int64) >= maximum
     else:
         inside = values != 0
     if not inside.any():

@@ -145,6 +145,11 @@ def patient_key(row: Mapping, parameters: Mapping) -> str:
     for role in INPUT_ROLES:
         if row.get(role):
             inputs += _input_digests(role, row[role])
+    if row.get("ct") and row.get("roi") and Path(row["roi"]).is_file():
+        from .rois import roi_format
+
+        if roi_format(row["roi"]) == "rtstruct":  # rasterised on the CT: its grid decides the voxels
+            inputs += _input_digests("ct", row["ct"])
     blob = json.dumps({"row": {k: _plain(row.get(k)) for k in _ROW_FIELDS}, "inputs": inputs,
                        "parameters": parameters, "version": __version__, "code": extraction_code_digest(),
                        "part_format": PART_FORMAT},

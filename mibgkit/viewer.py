@@ -11,7 +11,9 @@ Every number comes from :meth:`mibgkit.features.PatientData.measure`, the functi
 ``mibgkit extract``, so the viewer's numbers are extraction's numbers for the same inputs and
 parameters (the QC warnings too: they are the feature row's ``qc_warnings``). The images are for
 display only: the CT is resampled (linear) onto the SPECT grid in a background thread, so the first
-view appears before the CT is read; nothing the viewer draws feeds back into a number.
+view appears before the CT is read; nothing the viewer draws feeds back into a number. The drawing
+(slices, contours, spheres, MIP, the numbers panel, the static image) is :mod:`mibgkit.viewer_render`,
+plain functions of arrays; this module holds the widget: traits, controls, events, saving.
 
 Why ipywidgets
 --------------
@@ -19,13 +21,14 @@ The viewer is an :class:`ipywidgets.VBox` of standard widgets: they render in Ju
 Voilà with the widget JavaScript those packages already ship, so there is no front-end code to build
 or install, and the same object works in a notebook, in a Voilà app and headless (tests, the latency
 benchmark). Images travel to the browser as PNG bytes in :class:`ipywidgets.Image` widgets, rendered
-with numpy, matplotlib's colour maps (as look-up tables) and Pillow; a matplotlib figure per update
-would be about ten times too slow for a slider. Clicking on the axial view to place the selected
-sphere needs the optional ``ipyevents`` package; the arrow buttons work everywhere.
+with numpy, matplotlib's colour maps (as look-up tables) and Pillow (:mod:`mibgkit.viewer_render`);
+a matplotlib figure per update would be about ten times too slow for a slider; the PNGs of one update
+are encoded in parallel by a small thread pool the viewer owns (shut down by :meth:`PatientViewer.close`).
+Clicking on the axial view to place the selected sphere needs the optional ``ipyevents`` package; the
+arrow buttons work everywhere.
 
-Display conventions: slices are shown as a radiologist reads them (patient's right on the left of
-axial and coronal views, anterior on the left of the sagittal view, superior at the top), on the
-SPECT voxel lattice reoriented to the nearest LPS axes; coordinates are LPS mm.
+Display conventions (radiological orientation, the SPECT lattice reoriented to the nearest LPS axes,
+coordinates in LPS mm) are :mod:`mibgkit.viewer_render`'s.
 
 Outside a kernel (nbconvert HTML of a notebook saved without widget state) the widget's place shows
 a static view instead: :meth:`PatientViewer.to_png`'s image and the numbers table
@@ -34,10 +37,8 @@ a static view instead: :meth:`PatientViewer.to_png`'s image and the numbers tabl
 
 from __future__ import annotations
 
-import base64
 import html
 import io as _io
-import itertools
 import math
 import os
 import threading
@@ -53,72 +54,23 @@ import numpy as np
 import pandas as pd
 import SimpleITK as sitk
 import traitlets
-from matplotlib import colormaps
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from . import io as mio
+from . import viewer_render as render
 from .errors import InputError, MibgkitError, OutputError, QCWarning, first_line
 from .features import SPHERES, PatientData
-from .geometry import index_to_lps, lps_to_index
 from .manifest import read_manifest
 from .outputs import atomic_path, write_bytes
 from .review import REVIEW_CHOICES, REVIEW_FILE, read_review, review_path_for, set_review
-from .segment import MTV_METHODS
+from .segment import DEFAULT_FRACTIONS, MTV_METHODS
 from .slicer_write import write_markups
-from .voi import SPHERE_VOLUMES_ML, sphere_radius_mm
+from .viewer_render import NUMBER_ROWS, VIEW_AXES, VIEWS, format_number
 
 __all__ = ["PatientViewer", "NUMBER_ROWS", "format_number", "DEFAULT_FRACTIONS"]
 
-#: The threshold fraction each MTV method uses when none is given (:func:`mibgkit.segment.mtv_mask`).
-DEFAULT_FRACTIONS = {"percent_max": 0.40, "adaptive": 0.50}
-
-#: The numbers panel: feature column, label, format.
-NUMBER_ROWS = (
-    ("tmax", "Tmax", "{:.5g}"),
-    ("tmean", "Tmean", "{:.5g}"),
-    ("lmax", "Lmax", "{:.5g}"),
-    ("lmean", "Lmean", "{:.5g}"),
-    ("mmax", "Mmax", "{:.5g}"),
-    ("mmean", "Mmean", "{:.5g}"),
-    ("tmax_lmax", "Tmax/Lmax", "{:.4f}"),
-    ("tmean_lmean", "Tmean/Lmean", "{:.4f}"),
-    ("tmax_lmean", "Tmax/Lmean", "{:.4f}"),
-    ("tmax_mmax", "Tmax/Mmax", "{:.4f}"),
-    ("tmean_mmean", "Tmean/Mmean", "{:.4f}"),
-    ("mtv_ml", "MTV (ml)", "{:.3f}"),
-    ("asphericity", "ASP", "{:.4f}"),
-    ("sphericity", "sphericity", "{:.4f}"),
-    ("surface_mm2", "surface (mm²)", "{:.1f}"),
-    ("max_diameter_mm", "max diameter (mm)", "{:.1f}"),
-    ("mtv_threshold", "MTV threshold", "{:.5g}"),
-)
-
 _LABELS = {"liver": "liver", "muscle_left": "muscle left", "muscle_right": "muscle right"}
-_COLOURS = {"roi": (0, 229, 255), "mtv": (57, 255, 20), "liver": (255, 0, 255),
-            "muscle_left": (255, 165, 0), "muscle_right": (100, 149, 237)}
-_HOT = (colormaps["hot"](np.linspace(0.0, 1.0, 256))[:, :3] * 255).round().astype(np.uint8)
-_VIEWS = ("axial", "coronal", "sagittal")
-#: Per view: the LPS axis normal to it, the axis along its rows, the axis along its columns, rows flipped.
-_VIEW_AXES = {"axial": (2, 1, 0, False), "coronal": (1, 2, 0, True), "sagittal": (0, 2, 1, True)}
-_AXIS_NAMES = "xyz"
-_CT_WINDOW = (-160.0, 240.0)  # soft-tissue window, HU
-_LIVE_PX = 256  # longest side of a live view, pixels (shown 384 px wide: PNG encoding is the cost)
-_STATIC_PX = 384  # longest side of a view in to_png and the static HTML
 _CACHE = 3  # patients kept in memory (images, CT)
-
-
-def format_number(key: str, value) -> str:
-    """A number as the panel shows it (``"—"`` when not a finite number).
-
-    >>> format_number("asphericity", 0.386123), format_number("mtv_ml", float("nan"))
-    ('0.3861', '—')
-    """
-    fmt = {k: f for k, _, f in NUMBER_ROWS}.get(key, "{:.5g}")
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        return "—"
-    return fmt.format(v) if math.isfinite(v) else "—"
 
 
 class _PointMM(traitlets.TraitType):
@@ -137,121 +89,15 @@ class _PointMM(traitlets.TraitType):
         return point
 
 
-class _DisplayGrid:
-    """The SPECT lattice reoriented to the nearest LPS axes, for display.
-
-    Display arrays are numpy-ordered ``[z, y, x]`` with index increasing towards patient left (x),
-    posterior (y) and superior (z); ``index`` and ``point`` convert between LPS mm and continuous
-    display indices ``(x, y, z)`` exactly (the reorientation is a permutation and flips).
-    """
-
-    def __init__(self, image: sitk.Image):
-        self.image = image
-        direction = np.asarray(image.GetDirection(), float).reshape(3, 3)
-        # axis[a] = the image index axis (i, j, k) that runs closest to LPS axis a
-        self.axis = max(itertools.permutations(range(3)),
-                        key=lambda p: sum(abs(direction[a, p[a]]) for a in range(3)))
-        self.sign = tuple(1 if direction[a, self.axis[a]] >= 0 else -1 for a in range(3))
-        size = np.asarray(image.GetSize())
-        self.size_native = size
-        self.size = tuple(int(size[self.axis[a]]) for a in range(3))  # (nx, ny, nz)
-        self.spacing = tuple(float(image.GetSpacing()[self.axis[a]]) for a in range(3))
-
-    def array(self, native_kji: np.ndarray) -> np.ndarray:
-        """A native ``[k, j, i]`` array as a display ``[z, y, x]`` view (no copy)."""
-        out = np.transpose(native_kji, [2 - self.axis[a] for a in (2, 1, 0)])
-        flips = tuple(slice(None, None, -1) if self.sign[a] < 0 else slice(None) for a in (2, 1, 0))
-        return out[flips]
-
-    def index(self, points_mm) -> np.ndarray:
-        """Continuous display indices ``(x, y, z)`` (n × 3) of LPS points (n × 3, mm)."""
-        ijk = lps_to_index(self.image, points_mm)
-        out = np.empty_like(ijk)
-        for a in range(3):
-            c = self.axis[a]
-            out[:, a] = ijk[:, c] if self.sign[a] > 0 else self.size_native[c] - 1 - ijk[:, c]
-        return out
-
-    def point(self, index_xyz) -> np.ndarray:
-        """LPS mm of a continuous display index ``(x, y, z)``."""
-        ijk = np.empty(3)
-        for a in range(3):
-            c = self.axis[a]
-            ijk[c] = index_xyz[a] if self.sign[a] > 0 else self.size_native[c] - 1 - index_xyz[a]
-        a_mat, o = index_to_lps(self.image)
-        return a_mat @ ijk + o
-
-
-class _Patient:
-    """What the viewer keeps per patient: the measured data and the display volumes."""
+class _Patient(render.DisplayVolumes):
+    """What the viewer keeps per patient: the measured data, the display volumes, the CT's progress."""
 
     def __init__(self, data: PatientData):
-        self.data = data
-        self.grid = _DisplayGrid(data.spect)
-        vol = self.grid.array(sitk.GetArrayViewFromImage(data.spect))
-        vmax = float(np.percentile(vol, 99.9))
-        vmax = vmax if vmax > 0 else float(vol.max()) or 1.0
-        self.vmax = vmax
-        self.spect_u8 = np.ascontiguousarray(np.clip(vol * (255.0 / vmax), 0, 255).astype(np.uint8))
-        self.mip_u8 = self.spect_u8.max(axis=1)  # [z, x]
-        self.mip_rgb: dict = {}  # rendered once per size, on first use
         box, start, _ = data.roi_box((0, 0, 0))
-        self.roi = self._full(sitk.GetArrayViewFromImage(box) != 0, start)
-        self.roi_centre = np.argwhere(self.roi).mean(axis=0)[::-1] if self.roi.any() else \
-            (np.asarray(self.grid.size) - 1) / 2.0
-        self.ct_u8: np.ndarray | None = None
+        super().__init__(data.spect, sitk.GetArrayViewFromImage(box) != 0, start)
+        self.data = data
         self.ct_note = ""
         self.ct_done = threading.Event()
-
-    def _full(self, box_kji: np.ndarray, start) -> np.ndarray:
-        """A mask on a box of the SPECT lattice (native start index i, j, k) as a full display array."""
-        full = np.zeros(tuple(int(v) for v in self.grid.size_native[::-1]), bool)
-        i, j, k = (int(v) for v in start)
-        nk, nj, ni = box_kji.shape
-        full[k:k + nk, j:j + nj, i:i + ni] = box_kji
-        return self.grid.array(full)
-
-    def mask_on_display(self, mask: sitk.Image) -> np.ndarray:
-        start = np.rint(lps_to_index(self.data.spect, mask.GetOrigin())[0]).astype(int)
-        return self._full(sitk.GetArrayViewFromImage(mask) != 0, start)
-
-
-def _slice(vol: np.ndarray, view: str, k: int) -> np.ndarray:
-    """The 2-D slice ``k`` of a display volume in a view: rows top to bottom, columns left to right."""
-    normal, _, _, flip = _VIEW_AXES[view]
-    out = np.take(vol, int(k), axis=2 - normal)
-    return out[::-1] if flip else out
-
-
-def _edge(mask: np.ndarray, width: int = 2) -> np.ndarray:
-    inner = mask
-    for _ in range(width):
-        e = inner.copy()
-        e[1:, :] &= inner[:-1, :]
-        e[:-1, :] &= inner[1:, :]
-        e[:, 1:] &= inner[:, :-1]
-        e[:, :-1] &= inner[:, 1:]
-        inner = e
-    return mask & ~inner
-
-
-def _font(size: int):
-    """Pillow's built-in font at ``size`` points (its fixed-size bitmap font without FreeType)."""
-    try:
-        return ImageFont.load_default(size=size)
-    except (TypeError, ImportError, OSError):
-        return ImageFont.load_default()
-
-
-def _png(image: Image.Image) -> bytes:
-    """Fast PNG for the live views (zlib level 1, run-length strategy: about 20 KB a view)."""
-    buf = _io.BytesIO()
-    image.save(buf, format="PNG", compress_level=1, compress_type=3)
-    return buf.getvalue()
-
-
-#: Encodes the live views' PNGs side by side (Pillow releases the GIL while it encodes).
-_ENCODER = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mibgkit-viewer-png")
 
 
 class PatientViewer(widgets.VBox):
@@ -267,7 +113,7 @@ class PatientViewer(widgets.VBox):
         MTV definition (:func:`mibgkit.segment.mtv_mask`); ``"roi"`` is the ROI as drawn.
     mtv_fraction : float, optional
         Threshold fraction for the threshold methods; None = the method's default
-        (:data:`DEFAULT_FRACTIONS`). It is kept when the method changes.
+        (:data:`mibgkit.segment.DEFAULT_FRACTIONS`). It is kept when the method changes.
 
     Attributes
     ----------
@@ -321,8 +167,10 @@ class PatientViewer(widgets.VBox):
         self._mtv_display: np.ndarray | None = None
         self._lock = threading.RLock()
         self._quiet = 0
-        self._px = _LIVE_PX
+        self._px = render.LIVE_PX
         self._threads: list[threading.Thread] = []
+        self._encoder: ThreadPoolExecutor | None = None  # encodes the live PNGs; made on first use
+        self._closed = False
         self._build()
         with self._hold():
             self.mtv_method = mtv_method
@@ -415,11 +263,7 @@ class PatientViewer(widgets.VBox):
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", QCWarning)
                     ct = mio.load_image(row["ct"], patient=pid)
-                on_spect = sitk.Resample(sitk.Cast(ct, sitk.sitkFloat32), entry.data.spect, sitk.Transform(),
-                                         sitk.sitkLinear, -1024.0, sitk.sitkFloat32)
-                lo, hi = _CT_WINDOW
-                hu = entry.grid.array(sitk.GetArrayViewFromImage(on_spect))
-                entry.ct_u8 = np.ascontiguousarray(np.clip((hu - lo) * (255.0 / (hi - lo)), 0, 255).astype(np.uint8))
+                entry.set_ct(ct)
             except (MibgkitError, RuntimeError, ValueError, OSError) as e:
                 entry.ct_note = f"CT not shown: {first_line(e)}"
             finally:
@@ -471,7 +315,7 @@ class PatientViewer(widgets.VBox):
                 try:
                     row = entry.data.measure(mtv_method=self.mtv_method, mtv_params=self.mtv_params,
                                              centres=self.centres, masks=masks)
-                    self._mtv_display = entry.mask_on_display(masks["tumour MTV"])
+                    self._mtv_display = entry.mask(masks["tumour MTV"])
                 except MibgkitError as e:
                     error = str(e)
             with self.hold_trait_notifications():
@@ -487,179 +331,67 @@ class PatientViewer(widgets.VBox):
 
     def _scale(self, entry: _Patient) -> float:
         """Display millimetres per pixel for a patient (longest side ``self._px`` pixels)."""
-        extent = max(n * s for n, s in zip(entry.grid.size, entry.grid.spacing))
-        return extent / self._px
+        return render.mm_per_pixel(entry.grid, self._px)
 
     def _to_pixels(self, entry: _Patient, view: str, index_xyz) -> tuple[float, float]:
         """Pixel (column, row) in a rendered view of a continuous display index (x, y, z)."""
-        _, r_ax, c_ax, flip = _VIEW_AXES[view]
-        mm = self._scale(entry)
-        row = index_xyz[r_ax]
-        if flip:
-            row = entry.grid.size[r_ax] - 1 - row
-        return ((index_xyz[c_ax] + 0.5) * entry.grid.spacing[c_ax] / mm,
-                (row + 0.5) * entry.grid.spacing[r_ax] / mm)
+        return render.to_pixels(entry.grid, view, index_xyz, self._scale(entry))
 
-    def _from_pixels(self, entry: _Patient, view: str, col: float, row: float, depth: float) -> np.ndarray:
-        """Continuous display index (x, y, z) of a pixel of a view at slice ``depth``."""
-        normal, r_ax, c_ax, flip = _VIEW_AXES[view]
-        mm = self._scale(entry)
-        out = np.zeros(3)
-        out[c_ax] = col * mm / entry.grid.spacing[c_ax] - 0.5
-        r = row * mm / entry.grid.spacing[r_ax] - 0.5
-        out[r_ax] = entry.grid.size[r_ax] - 1 - r if flip else r
-        out[normal] = depth
-        return out
-
-    def _view_size(self, entry: _Patient, view: str) -> tuple[int, int]:
-        _, r_ax, c_ax, _ = _VIEW_AXES[view]
-        mm = self._scale(entry)
-        return (max(1, round(entry.grid.size[c_ax] * entry.grid.spacing[c_ax] / mm)),
-                max(1, round(entry.grid.size[r_ax] * entry.grid.spacing[r_ax] / mm)))
-
-    def _draw_masks(self, rgb: np.ndarray, layers) -> np.ndarray:
-        """Outline 2-D masks (on the slice's voxels) on an upscaled image, in place."""
-        fy, fx = rgb.shape[0] / layers[0][0].shape[0], rgb.shape[1] / layers[0][0].shape[1]
-        for mask, colour in layers:
-            if mask is None or not mask.any():
-                continue
-            rows, cols = np.nonzero(mask)
-            r0, r1 = max(rows.min() - 1, 0), min(rows.max() + 2, mask.shape[0])
-            c0, c1 = max(cols.min() - 1, 0), min(cols.max() + 2, mask.shape[1])
-            y0, y1 = round(r0 * fy), round(r1 * fy)
-            x0, x1 = round(c0 * fx), round(c1 * fx)
-            part = Image.fromarray(mask[r0:r1, c0:c1].astype(np.uint8) * 255).resize((x1 - x0, y1 - y0), Image.NEAREST)
-            rgb[y0:y1, x0:x1][_edge(np.asarray(part) > 0)] = colour
-        return rgb
-
-    def _view_image(self, view: str) -> Image.Image:
-        """The rendered view (SPECT over CT, contours, spheres) as a PIL image."""
+    def _panels(self, views: Sequence[str] = VIEWS, mip: bool = False,
+                px: int | None = None) -> list[tuple[str, Image.Image]]:
+        """(title, image) of each view and, with ``mip``, of the coronal MIP, as the controls now say."""
+        px = px or self._px
         entry = self._current
         if entry is None:
-            return Image.new("RGB", (self._px, self._px))
-        k = self._w_slice[view].value
-        s = _slice(entry.spect_u8, view, k)
-        hot = _HOT[s]
-        if entry.ct_u8 is not None:
-            grey = _slice(entry.ct_u8, view, k)[..., None].astype(np.float32)
-            alpha = (self._w_opacity.value * np.minimum(s, 40) / 40.0)[..., None].astype(np.float32)
-            rgb = (grey * (1 - alpha) + hot * alpha).astype(np.uint8)
-        else:
-            rgb = hot
-        size = self._view_size(entry, view)
-        rgb = np.array(Image.fromarray(rgb).resize(size, Image.BILINEAR))
-        mtv = None if self._mtv_display is None else _slice(self._mtv_display, view, k)
-        rgb = self._draw_masks(rgb, [(_slice(entry.roi, view, k), _COLOURS["roi"]), (mtv, _COLOURS["mtv"])])
-        image = Image.fromarray(rgb)
-        draw = ImageDraw.Draw(image)
-        normal = _VIEW_AXES[view][0]
-        mm = self._scale(entry)
-        for sphere, centre in self.centres.items():
-            idx = entry.grid.index(centre)[0]
-            radius = sphere_radius_mm(SPHERE_VOLUMES_ML[sphere])
-            depth = (idx[normal] - k) * entry.grid.spacing[normal]
-            if abs(depth) >= radius:
-                continue
-            r_px = math.sqrt(radius**2 - depth**2) / mm
-            u, v = self._to_pixels(entry, view, idx)
-            width = 3 if sphere == self._w_sphere.value else 1
-            draw.ellipse((u - r_px, v - r_px, u + r_px, v + r_px), outline=_COLOURS[sphere], width=width)
-        return image
+            blank = render.blank_view(px)
+            return [(v, blank) for v in views] + ([("coronal MIP", blank)] if mip else [])
+        return render.panels(entry, {v: s.value for v, s in self._w_slice.items()}, views=views, mip=mip,
+                             mtv=self._mtv_display, opacity=self._w_opacity.value, centres=self.centres,
+                             selected=self._w_sphere.value, px=px)
 
-    def _mip_image(self) -> Image.Image:
-        entry = self._current
-        if entry is None:
-            return Image.new("RGB", (self._px, self._px))
-        size = self._view_size(entry, "coronal")
-        if size not in entry.mip_rgb:
-            entry.mip_rgb[size] = np.array(Image.fromarray(_HOT[entry.mip_u8[::-1]]).resize(size, Image.BILINEAR))
-        rgb = entry.mip_rgb[size].copy()
-        mtv = None if self._mtv_display is None else self._mtv_display.any(axis=1)[::-1]
-        rgb = self._draw_masks(rgb, [(entry.roi.any(axis=1)[::-1], _COLOURS["roi"]), (mtv, _COLOURS["mtv"])])
-        image = Image.fromarray(rgb)
-        draw = ImageDraw.Draw(image)
-        mm = self._scale(entry)
-        _, z_row = self._to_pixels(entry, "coronal", (0, 0, self._w_slice["axial"].value))
-        draw.line((0, z_row, size[0], z_row), fill=(160, 160, 160), width=1)
-        for sphere, centre in self.centres.items():
-            idx = entry.grid.index(centre)[0]
-            r_px = sphere_radius_mm(SPHERE_VOLUMES_ML[sphere]) / mm
-            u, v = self._to_pixels(entry, "coronal", idx)
-            draw.ellipse((u - r_px, v - r_px, u + r_px, v + r_px), outline=_COLOURS[sphere], width=1)
-        return image
+    def _encode(self, images: Sequence[Image.Image]) -> list[bytes]:
+        """PNGs of the images, encoded side by side (Pillow releases the GIL while it encodes)."""
+        if len(images) > 1 and not self._closed:
+            if self._encoder is None:  # called under self._lock
+                self._encoder = ThreadPoolExecutor(max_workers=4, thread_name_prefix="mibgkit-viewer-png")
+            try:
+                return list(self._encoder.map(render.encode_png, images))
+            except RuntimeError:  # the pool was shut down meanwhile (closed, or the interpreter is exiting)
+                pass
+        return [render.encode_png(im) for im in images]
 
-    def _view_title(self, view: str) -> str:
-        entry = self._current
-        if entry is None:
-            return view
-        normal = _VIEW_AXES[view][0]
-        idx = (np.asarray(entry.grid.size, float) - 1) / 2
-        idx[normal] = self._w_slice[view].value
-        mm = entry.grid.point(idx)[normal]
-        return f"{view}, {_AXIS_NAMES[normal]} = {mm:.1f} mm"
+    def close(self) -> None:
+        """Close the widget and shut down its PNG encoder's threads."""
+        self._closed = True
+        encoder, self._encoder = getattr(self, "_encoder", None), None
+        if encoder is not None:
+            encoder.shutdown(wait=False)
+        super().close()
 
-    def _render_view(self, view: str) -> None:
+    def _render_views(self, views: Sequence[str] = VIEWS, mip: bool = False) -> None:
+        """Redraw the views (and the MIP): drawn one after the other, encoded in parallel."""
         with self._lock:
-            self._w_image[view].value = _png(self._view_image(view))
-            self._w_title[view].value = f"<b>{html.escape(self._view_title(view))}</b>"
-
-    def _render_views(self, mip: bool = False) -> None:
-        """Redraw the three slices (and the MIP): drawn one after the other, encoded in parallel."""
-        with self._lock:
-            images = [self._view_image(v) for v in _VIEWS] + ([self._mip_image()] if mip else [])
-            pngs = list(_ENCODER.map(_png, images))
-            for view, png in zip(_VIEWS, pngs):
+            panels = self._panels(views, mip)
+            pngs = self._encode([image for _, image in panels])
+            for view, (title, _), png in zip(views, panels, pngs):
                 self._w_image[view].value = png
-                self._w_title[view].value = f"<b>{html.escape(self._view_title(view))}</b>"
+                self._w_title[view].value = f"<b>{html.escape(title)}</b>"
             if mip:
                 self._w_mip.value = pngs[-1]
-
-    def _render_mip(self) -> None:
-        with self._lock:
-            self._w_mip.value = _png(self._mip_image())
 
     # ----------------------------------------------------------------------------------------
     # the numbers
 
-    def _number_rows(self) -> list[tuple[str, str, str]]:
-        f = self.features
-        rows = [("patient_id", "patient", self.patient_id)]
-        method = self.mtv_method
-        if method != "roi":
-            frac = self.mtv_fraction if self.mtv_fraction is not None else DEFAULT_FRACTIONS[method]
-            method += f" ({frac:g}{'' if self.mtv_fraction is not None else ', default'})"
-        rows.append(("mtv_method", "MTV method", method))
-        for key, label, _ in NUMBER_ROWS:
-            if key == "mtv_threshold" and self.mtv_method == "roi":
-                continue
-            rows.append((key, label, format_number(key, f.get(key, math.nan))))
-        if f.get("uptake_unit"):
-            rows.append(("uptake_unit", "uptake unit", str(f["uptake_unit"])))
-        return rows
-
-    def _warnings(self) -> list[str]:
-        notes = [w for w in str(self.features.get("qc_warnings", "") or "").split("; ") if w]
-        if self._current is not None and self._current.ct_note and self._current.ct_note != "no CT in the manifest":
-            notes.append(self._current.ct_note)
-        return notes
+    def _numbers(self) -> tuple[list[tuple[str, str, str]], list[str]]:
+        """The numbers panel's rows and the QC warnings shown, for the current measurement."""
+        ct_note = self._current.ct_note if self._current is not None else ""
+        return (render.number_rows(self.features, self.patient_id, self.mtv_method, self.mtv_fraction),
+                render.qc_notes(self.features, ct_note))
 
     def _numbers_html(self) -> str:
         """The numbers panel as HTML (every value escaped)."""
-        cells = "".join(
-            f'<tr><th style="text-align:left;padding-right:1em">{html.escape(label)}</th>'
-            f'<td data-key="{html.escape(key)}" style="text-align:right">{html.escape(value)}</td></tr>'
-            for key, label, value in self._number_rows())
-        parts = [f'<table class="mibgkit-numbers">{cells}</table>']
-        if self.error:
-            parts.append(f'<p data-key="error" style="color:#b00020"><b>Not measured:</b> '
-                         f'{html.escape(self.error)}</p>')
-        notes = self._warnings()
-        if notes:
-            items = "".join(f"<li>{html.escape(n)}</li>" for n in notes)
-            parts.append(f'<div data-key="qc_warnings"><b>QC warnings</b><ul>{items}</ul></div>')
-        else:
-            parts.append('<div data-key="qc_warnings"><b>QC warnings:</b> none</div>')
-        return "".join(parts)
+        rows, notes = self._numbers()
+        return render.numbers_html(rows, self.error, notes)
 
     # ----------------------------------------------------------------------------------------
     # controls
@@ -682,9 +414,9 @@ class PatientViewer(widgets.VBox):
                                         readout_format=".2f", style={"description_width": "initial"},
                                         layout=w.Layout(width="260px"))
         self._w_slice = {v: w.IntSlider(min=0, max=1, description=v, continuous_update=True,
-                                        layout=w.Layout(width="384px")) for v in _VIEWS}
-        self._w_image = {v: w.Image(format="png", layout=w.Layout(width="384px")) for v in _VIEWS}
-        self._w_title = {v: w.HTML() for v in _VIEWS}
+                                        layout=w.Layout(width="384px")) for v in VIEWS}
+        self._w_image = {v: w.Image(format="png", layout=w.Layout(width="384px")) for v in VIEWS}
+        self._w_title = {v: w.HTML() for v in VIEWS}
         self._w_mip = w.Image(format="png", layout=w.Layout(width="384px"))
         self._w_numbers = w.HTML(layout=w.Layout(min_width="320px"))
         self._w_sphere = w.ToggleButtons(options=[(_LABELS[s], s) for s in SPHERES], value="liver",
@@ -716,18 +448,14 @@ class PatientViewer(widgets.VBox):
         self._w_fraction.observe(self._on_fraction_slider, "value")
         self._w_default.on_click(lambda _b: setattr(self, "mtv_fraction", None))
         self._w_opacity.observe(lambda c: self._render_views(), "value")
-        for v in _VIEWS:
+        for v in VIEWS:
             self._w_slice[v].observe(lambda c, v=v: self._on_slice(v), "value")
         self._w_sphere.observe(lambda c: self._on_sphere_selected(), "value")
         self._w_save_markups.on_click(lambda _b: self._ui_save_markups())
         self._w_save_review.on_click(lambda _b: self._ui_save_review())
         self._connect_clicks()
 
-        legend = " ".join(
-            f'<span style="color:rgb{_COLOURS[k]};font-weight:bold">■</span> {html.escape(label)}'
-            for k, label in (("roi", "ROI"), ("mtv", "MTV"), ("liver", "liver sphere"),
-                             ("muscle_left", "muscle left"), ("muscle_right", "muscle right")))
-        views = [w.VBox([self._w_title[v], self._w_image[v], self._w_slice[v]]) for v in _VIEWS]
+        views = [w.VBox([self._w_title[v], self._w_image[v], self._w_slice[v]]) for v in VIEWS]
         views.append(w.VBox([w.HTML("<b>coronal MIP</b>"), self._w_mip]))
         arrows = w.HBox(self._w_moves)
         self.add_class("mibgkit-viewer")
@@ -735,7 +463,7 @@ class PatientViewer(widgets.VBox):
             w.HBox([self._w_prev, self._w_patient, self._w_next, self._w_method, self._w_fraction,
                     self._w_default, self._w_opacity], layout=w.Layout(flex_flow="row wrap")),
             w.HBox(views, layout=w.Layout(flex_flow="row wrap")),
-            w.HTML(f"<small>{legend}</small>"),
+            w.HTML(f"<small>{render.legend_html()}</small>"),
             w.HBox([
                 self._w_numbers,
                 w.VBox([self._w_sphere, arrows, self._w_centre,
@@ -751,7 +479,10 @@ class PatientViewer(widgets.VBox):
         try:
             action()
         except (traitlets.TraitError, MibgkitError) as e:
-            self._w_status.value = f'<span style="color:#b00020">{html.escape(first_line(e))}</span>'
+            self._show_error(e)
+
+    def _show_error(self, error: Exception) -> None:
+        self._w_status.value = f'<span style="color:#b00020">{html.escape(first_line(error))}</span>'
 
     def _step_patient(self, step: int) -> None:
         i = self._ids.index(self.patient_id) + step
@@ -774,32 +505,30 @@ class PatientViewer(widgets.VBox):
                 self._w_fraction.value = f
 
     def _setup_sliders(self, entry: _Patient) -> None:
-        for view in _VIEWS:
-            normal = _VIEW_AXES[view][0]
-            s = self._w_slice[view]
-            s.max = entry.grid.size[normal] - 1
-            s.value = int(np.clip(round(entry.roi_centre[normal]), 0, s.max))
+        for view in VIEWS:
+            self._w_slice[view].max = entry.grid.size[VIEW_AXES[view][0]] - 1
+        self._slices_at(entry.roi_centre)
         self._default_path()
 
     def _on_slice(self, view: str) -> None:
         if self._quiet:
             return
-        self._render_view(view)
-        if view == "axial":
-            self._render_mip()
+        self._render_views((view,), mip=view == "axial")
 
     def show_point(self, point_mm: Sequence[float]) -> None:
         """Move the three slices through a point (LPS mm)."""
         entry = self._current
         if entry is None:
             return
-        idx = entry.grid.index(point_mm)[0]
-        with self._hold():
-            for view in _VIEWS:
-                normal = _VIEW_AXES[view][0]
-                s = self._w_slice[view]
-                s.value = int(np.clip(round(idx[normal]), 0, s.max))
+        self._slices_at(entry.grid.index(point_mm)[0])
         self._render_views(mip=True)
+
+    def _slices_at(self, idx) -> None:
+        """Set the three slice sliders through a continuous display index (x, y, z), without redrawing."""
+        with self._hold():
+            for view in VIEWS:
+                s = self._w_slice[view]
+                s.value = int(np.clip(round(idx[VIEW_AXES[view][0]]), 0, s.max))
 
     def _on_sphere_selected(self) -> None:
         self._sphere_readout()
@@ -822,12 +551,7 @@ class PatientViewer(widgets.VBox):
             return
         centre = list(getattr(self, f"{sphere}_centre_mm"))
         centre[axis] += steps * self._current.grid.spacing[axis]
-        with self._hold():  # slices first, so the one refresh draws the sphere where it now is
-            idx = self._current.grid.index(centre)[0]
-            for view in _VIEWS:
-                normal = _VIEW_AXES[view][0]
-                s = self._w_slice[view]
-                s.value = int(np.clip(round(idx[normal]), 0, s.max))
+        self._slices_at(self._current.grid.index(centre)[0])  # first: the refresh draws the sphere where it is
         self._ui(lambda: setattr(self, f"{sphere}_centre_mm", tuple(centre)))
 
     def place_sphere(self, sphere: str, view: str, col: float, row: float) -> tuple[float, float, float]:
@@ -838,7 +562,7 @@ class PatientViewer(widgets.VBox):
         entry = self._current
         if entry is None:
             raise InputError("no patient is loaded")
-        idx = self._from_pixels(entry, view, col, row, self._w_slice[view].value)
+        idx = render.from_pixels(entry.grid, view, col, row, self._w_slice[view].value, self._scale(entry))
         centre = tuple(float(v) for v in entry.grid.point(idx))
         setattr(self, f"{sphere}_centre_mm", centre)
         return centre
@@ -855,7 +579,8 @@ class PatientViewer(widgets.VBox):
             if "dataX" in event:
                 col, row = event["dataX"], event["dataY"]
             else:  # displayed size may differ from the PNG's
-                width, height = self._view_size(self._current, "axial") if self._current else (1, 1)
+                entry = self._current
+                width, height = render.view_size(entry.grid, "axial", self._scale(entry)) if entry else (1, 1)
                 col = event["relativeX"] * width / max(event.get("boundingRectWidth", width), 1)
                 row = event["relativeY"] * height / max(event.get("boundingRectHeight", height), 1)
             self._ui(lambda: self.place_sphere(self._w_sphere.value, "axial", col, row))
@@ -876,7 +601,7 @@ class PatientViewer(widgets.VBox):
         try:
             self.save_markups(path)
         except MibgkitError as e:
-            self._w_status.value = f'<span style="color:#b00020">{html.escape(first_line(e))}</span>'
+            self._show_error(e)
         else:
             self._w_status.value = f"saved {html.escape(Path(path).name)}"
 
@@ -887,7 +612,7 @@ class PatientViewer(widgets.VBox):
         try:
             self.set_review(self._w_review.value, self._w_note.value)
         except MibgkitError as e:
-            self._w_status.value = f'<span style="color:#b00020">{html.escape(first_line(e))}</span>'
+            self._show_error(e)
         else:
             self._w_status.value = f"review of {html.escape(self.patient_id)} saved to {REVIEW_FILE}"
 
@@ -897,7 +622,7 @@ class PatientViewer(widgets.VBox):
             try:
                 table = read_review(self.review_path)
             except MibgkitError as e:
-                self._w_status.value = f'<span style="color:#b00020">{html.escape(first_line(e))}</span>'
+                self._show_error(e)
             else:
                 hit = table[table["patient_id"] == self.patient_id]
                 if len(hit):
@@ -950,42 +675,10 @@ class PatientViewer(widgets.VBox):
         if wait_ct:
             self.wait_for_ct(wait_ct)
         with self._lock:
-            self._px = _STATIC_PX
-            try:
-                panels = [(self._view_title(v), self._view_image(v)) for v in _VIEWS]
-                panels.append(("coronal MIP", self._mip_image()))
-            finally:
-                self._px = _LIVE_PX
-            rows = self._number_rows()
-            notes = self._warnings()
+            panels = self._panels(VIEWS, mip=True, px=render.STATIC_PX)
+            rows, notes = self._numbers()
             error = self.error
-        font, small = _font(14), _font(13)
-        gap, title_h = 8, 22
-        width = sum(p.width for _, p in panels) + gap * (len(panels) + 1)
-        height_img = max(p.height for _, p in panels)
-        lines = [f"{label.replace('²', '2')}: {value}" for _, label, value in rows]
-        per_col = math.ceil(len(lines) / 4)
-        text_h = 18 * per_col + 10
-        extra = ([f"Not measured: {error}"] if error else []) + (
-            [f"QC: {n}" for n in notes] if notes else ["QC warnings: none"])
-        height = gap + title_h + height_img + gap + text_h + 18 * len(extra) + gap
-        canvas = Image.new("RGB", (width, height), (255, 255, 255))
-        draw = ImageDraw.Draw(canvas)
-        x = gap
-        for title, panel in panels:
-            draw.text((x, gap), title, fill=(0, 0, 0), font=font)
-            canvas.paste(panel, (x, gap + title_h))
-            x += panel.width + gap
-        y0 = gap + title_h + height_img + gap
-        col_w = (width - 2 * gap) // 4
-        for n, line in enumerate(lines):
-            draw.text((gap + (n // per_col) * col_w, y0 + 18 * (n % per_col)), line, fill=(0, 0, 0), font=small)
-        y = y0 + text_h
-        for line in extra:
-            draw.text((gap, y), line[:200], fill=(176, 0, 32) if line.startswith(("QC:", "Not")) else (0, 0, 0),
-                      font=small)
-            y += 18
-        return canvas
+        return render.static_composite(panels, rows, error, notes)
 
     def to_png(self, path: str | os.PathLike, *, wait_ct: float | None = 60.0) -> Path:
         """Write the current view (three slices, the coronal MIP, the numbers) as one PNG, atomically.
@@ -1001,10 +694,7 @@ class PatientViewer(widgets.VBox):
         """A static view for pages without a kernel: the current image (PNG, base64) and the numbers."""
         buf = _io.BytesIO()
         self._static_image(None).save(buf, format="PNG", compress_level=6)
-        data = base64.b64encode(buf.getvalue()).decode("ascii")
-        alt = html.escape(f"patient {self.patient_id}: axial, coronal, sagittal slices and coronal MIP")
-        return (f'<div class="mibgkit-viewer-static"><img src="data:image/png;base64,{data}" alt="{alt}" '
-                f'style="max-width:100%"/>{self._numbers_html()}</div>')
+        return render.static_html(buf.getvalue(), self.patient_id, self._numbers_html())
 
     def _repr_mimebundle_(self, **kwargs):
         data = super()._repr_mimebundle_(**kwargs)

@@ -22,7 +22,8 @@ from mibgkit.errors import ManifestError, StatisticsError
 from mibgkit.manifest import read_clinical, read_manifest
 from mibgkit.slicer_write import write_markups, write_segmentation
 from mibgkit.stats import cox_univariate
-from mibgkit.synth.dicom import write_ct_series, write_nm_multiframe
+from mibgkit.synth.dicom import write_ct_series
+from mibgkit.synth.nm_layouts import write_nm_multiframe
 
 SPACING = (3.0, 3.0, 3.0)
 ORIGIN = (-96.0, -96.0, -60.0)

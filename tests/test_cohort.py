@@ -10,7 +10,7 @@ from mibgkit.cohort import cached_features, load_cohort
 from mibgkit.extraction import extract, read_features
 from mibgkit.manifest import read_manifest
 from mibgkit.slicer_write import write_markups, write_segmentation
-from mibgkit.synth.dicom import write_nm_multiframe
+from mibgkit.synth.nm_layouts import write_nm_multiframe
 
 SPECT_SPACING = (3.0, 3.0, 3.0)
 SPECT_ORIGIN = (-96.0, -96.0, -60.0)

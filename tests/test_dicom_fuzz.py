@@ -33,7 +33,9 @@ from pydicom.sequence import Sequence
 
 from mibgkit.errors import MibgkitError
 from mibgkit.io import load_image
-from mibgkit.synth.dicom import write_ct_series, write_nm_multiframe
+from mibgkit.rois import read_roi
+from mibgkit.synth.dicom import write_ct_series
+from mibgkit.synth.nm_layouts import write_nm_multiframe
 
 EXAMPLES = int(os.environ.get("MIBGKIT_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=EXAMPLES <= 60,
@@ -282,5 +284,104 @@ def test_ct_series_mutations(ct_base, victim, data):
                 mutate(ds)
             ds.save_as(folder / name)
         check(folder, reference, [keyword], folder)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------------------
+# DICOM SEG (read through mibgkit.rois.read_roi)
+# ------------------------------------------------------------------------------------------------
+#
+# A highdicom-written BINARY SEG of two segments on a small CT series; hypothesis damages its Segment
+# Sequence items, its per-frame and shared functional groups (plane positions, orientation, pixel
+# measures, segment identification) and its image attributes. The property: read_roi either reads a
+# binary mask or raises a MibgkitError naming the file — never another exception.
+
+VALUES.update({
+    "SegmentNumber": INTEGERS, "ReferencedSegmentNumber": INTEGERS, "MaximumFractionalValue": INTEGERS,
+    "SegmentLabel": [("LO", ""), ("LO", "Tumour"), ("LO", "tumour\\other"), ("LO", " tumour")],
+    "SegmentationType": [("CS", "FRACTIONAL"), ("CS", "LABELMAP"), ("CS", "BOGUS"), ("CS", "BINARY\\FRACTIONAL")],
+    "SegmentAlgorithmType": [("CS", "BOGUS"), ("CS", "")],
+})
+SEQUENCES.update({"SegmentSequence", "PerFrameFunctionalGroupsSequence", "SharedFunctionalGroupsSequence",
+                  "PlanePositionSequence", "PlaneOrientationSequence", "PixelMeasuresSequence",
+                  "SegmentIdentificationSequence"})
+
+SEG_TOP = ["Rows", "Columns", "NumberOfFrames", "BitsAllocated", "BitsStored", "SamplesPerPixel",
+           "SegmentationType", "MaximumFractionalValue", "SegmentSequence", "PerFrameFunctionalGroupsSequence",
+           "SharedFunctionalGroupsSequence"]
+SEG_SEGMENT = ["SegmentNumber", "SegmentLabel", "SegmentAlgorithmType"]
+SEG_FRAME = ["PlanePositionSequence", "SegmentIdentificationSequence"]
+SEG_POSITION = ["ImagePositionPatient"]
+SEG_IDENTIFICATION = ["ReferencedSegmentNumber"]
+SEG_SHARED = ["PlaneOrientationSequence", "PixelMeasuresSequence"]
+SEG_ORIENTATION = ["ImageOrientationPatient"]
+SEG_MEASURES = ["PixelSpacing", "SliceThickness", "SpacingBetweenSlices"]
+
+
+@pytest.fixture(scope="module")
+def seg_base(tmp_path_factory):
+    """A BINARY SEG (segments ``tumour`` on slices 1–4 and ``other`` on 2–3, sparse frames) on a CT series."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    folder = tmp_path_factory.mktemp("fuzz_seg")
+    write_ct_series(np.zeros(SHAPE), folder / "ct", identity=IDENTITY, **KW)
+    sources = [pydicom.dcmread(p) for p in sorted((folder / "ct").iterdir())]
+    z, y, x = np.indices(SHAPE)
+    tumour = ((x - 3.5) ** 2 / 6 + (y - 4.0) ** 2 / 4 <= 1.0) & (z >= 1) & (z <= 4) & ~((x == 6) & (y == 4))
+    other = (x >= 5) & (y <= 2) & (z >= 2) & (z <= 3)
+    descriptions = [hd.seg.SegmentDescription(
+        segment_number=n, segment_label=name, segmented_property_category=codes.SCT.MorphologicallyAbnormalStructure,
+        segmented_property_type=codes.SCT.Neoplasm, algorithm_type=hd.seg.SegmentAlgorithmTypeValues.MANUAL)
+        for n, name in ((1, "tumour"), (2, "other"))]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=np.stack([tumour, other], axis=-1).astype(np.uint8),
+        segmentation_type="BINARY", segment_descriptions=descriptions, series_instance_uid=hd.UID(),
+        series_number=40, sop_instance_uid=hd.UID(), instance_number=1, manufacturer="mibgkit tests",
+        manufacturer_model_name="fuzz", software_versions="0", device_serial_number="0")
+    path = folder / "seg.dcm"
+    seg.save_as(path)
+    mask = read_roi(path, segment="tumour")
+    assert int(sitk.GetArrayViewFromImage(mask).sum()) == int(tumour.sum())
+    return Bases(dataset=pydicom.dcmread(path))
+
+
+def check_roi(path: Path, segment: str) -> None:
+    """The property for ROI files: a binary mask, or a MibgkitError naming the file."""
+    try:
+        mask = read_roi(path, segment=segment)
+    except MibgkitError as exc:
+        assert str(path) in str(exc), str(exc)
+        return
+    assert mask.GetPixelID() == sitk.sitkUInt8
+    assert set(np.unique(sitk.GetArrayViewFromImage(mask))) <= {0, 1}
+
+
+@FUZZ
+@given(where=st.sampled_from(["top", "segment", "frame", "position", "identification", "shared", "orientation",
+                              "measures"]),
+       segment=st.sampled_from(["tumour", "other"]), data=st.data())
+def test_seg_header_mutations(seg_base, where, segment, data):
+    ds = copy.deepcopy(seg_base["dataset"])
+    n = int(ds.NumberOfFrames)
+    frame = ds.PerFrameFunctionalGroupsSequence[data.draw(st.integers(0, n - 1), label="frame")]
+    shared = ds.SharedFunctionalGroupsSequence[0]
+    targets = {
+        "top": (ds, SEG_TOP),
+        "segment": (ds.SegmentSequence[data.draw(st.integers(0, 1), label="segment item")], SEG_SEGMENT),
+        "frame": (frame, SEG_FRAME),
+        "position": (frame.PlanePositionSequence[0], SEG_POSITION),
+        "identification": (frame.SegmentIdentificationSequence[0], SEG_IDENTIFICATION),
+        "shared": (shared, SEG_SHARED),
+        "orientation": (shared.PlaneOrientationSequence[0], SEG_ORIENTATION),
+        "measures": (shared.PixelMeasuresSequence[0], SEG_MEASURES),
+    }
+    item, keywords = targets[where]
+    keyword, op, value, garbage = data.draw(mutation(keywords))
+    apply(item, keyword, op, value, garbage)
+    folder, path = _save_mutated(ds, "seg.dcm")
+    try:
+        check_roi(path, segment)
     finally:
         shutil.rmtree(folder, ignore_errors=True)

@@ -12,7 +12,8 @@ import SimpleITK as sitk
 from mibgkit.errors import GeometryError, InputError, QCWarning
 from mibgkit.geometry import image_geometry, same_grid
 from mibgkit.io import check_counts, load_image
-from mibgkit.synth.dicom import write_ct_series, write_nm_multiframe, write_nm_slices
+from mibgkit.synth.dicom import write_ct_series
+from mibgkit.synth.nm_layouts import write_nm_multiframe, write_nm_slices
 
 IDENTITY = {
     "PatientName": "Moreau^Lucas",

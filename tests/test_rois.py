@@ -17,7 +17,7 @@ from test_rtstruct import polygon, rect, write_rtstruct
 from mibgkit import cli, rois, slicer_write
 from mibgkit.errors import GeometryError, InputError, QCWarning, SegmentationError
 from mibgkit.geometry import roi_on_grid
-from mibgkit.synth.dicom import write_nm_multiframe
+from mibgkit.synth.nm_layouts import write_nm_multiframe
 
 
 @pytest.fixture()

@@ -17,10 +17,10 @@ from pydicom.sequence import Sequence
 
 from mibgkit.errors import GeometryError, InputError
 from mibgkit.io import UNIT_KEY, load_image
-from mibgkit.synth.dicom import (
+from mibgkit.synth.dicom import write_ct_series
+from mibgkit.synth.nm_layouts import (
     QUANT_BQML_PER_COUNT,
     VENDORS,
-    write_ct_series,
     write_nm_multiframe,
     write_nm_slices,
     write_spect,

@@ -8,7 +8,7 @@ validation cohort of the external-validation report (notebook 08).
 
 Centre B
 --------
-*Scanner.* GE Discovery NM/CT 670 (the ``ge`` layout of :mod:`mibgkit.synth.dicom`: multi-frame NM
+*Scanner.* GE Discovery NM/CT 670 (the ``ge`` layout of :mod:`mibgkit.synth.nm_layouts`: multi-frame NM
 with the geometry also at the top level, Slice Thickness twice the spacing), 128 × 128 matrix at
 zoom 1.0: 4.418 mm SPECT voxels (565.5 mm field of view / 128), medium-energy general-purpose
 collimator (``MEGP``, parallel hole; written as Collimator/Grid Name in the NM Detector
@@ -74,7 +74,7 @@ class Centre:
 
     code: str
     name: str
-    vendor: str                       # SPECT layout of mibgkit.synth.dicom (VENDORS)
+    vendor: str                       # SPECT layout of mibgkit.synth.nm_layouts (VENDORS)
     manufacturer: str
     model: str
     spect_pixel_mm: float             # SPECT voxel size (isotropic), mm

@@ -1,8 +1,8 @@
 """Writing one synthetic patient's files as a hospital department would export them.
 
 Per patient: the SPECT (an NM multi-frame file, or for the ``hermes`` layout a folder of single-frame
-NM files) and the CT series (:mod:`mibgkit.synth.dicom`) with fake but realistic identities, the
-analyst's tumour segmentation (``.seg.nrrd``) and the reference-sphere markups (``.mrk.json``,
+NM files) and the CT series (:mod:`mibgkit.synth.nm_layouts`, :mod:`mibgkit.synth.dicom`) with fake but realistic identities, the
+analyst's tumour segmentation (``.seg.nrrd``; or a DICOM SEG or RTSTRUCT, :mod:`mibgkit.synth.roi_files`) and the reference-sphere markups (``.mrk.json``,
 :mod:`mibgkit.slicer_write`). The SPECT's vendor layout and the DICOM compression are parameters; the
 voxels, their positions and (but for ``quant``'s Bq/ml calibration) their values do not depend on them.
 """
@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import SimpleITK as sitk
 from scipy import ndimage
 
 from . import anatomy, identities
@@ -34,16 +35,20 @@ def _dicom_date(iso: str) -> str:
 
 def write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_counts, seg_mask, seg_grid,
                    shape, ct_tumour, necrosis, refs, *, vendor: str = "siemens",
-                   compression: str = "deflate") -> dict:
+                   compression: str = "deflate", roi_format: str = "nrrd") -> dict:
     """Write one patient's files under ``out_dir/patients/<patient_id>/``; return its manifest row.
 
-    ``vendor`` is the SPECT's layout (:data:`mibgkit.synth.dicom.VENDORS`, default ``siemens``);
+    ``vendor`` is the SPECT's layout (:data:`mibgkit.synth.nm_layouts.VENDORS`, default ``siemens``);
     ``compression`` the DICOM transfer syntax of SPECT and CT (``"deflate"`` default, ``"rle"``,
     ``"none"``; :data:`mibgkit.synth.dicom.COMPRESSIONS`). ``rng`` is consumed the same way whatever
-    the two are, so the other files do not depend on them.
+    the two are, so the other files do not depend on them. ``roi_format`` is how the tumour ROI is
+    written (:data:`mibgkit.synth.roi_files.ROI_FORMATS`): ``nrrd`` (default) the 3D Slicer
+    ``tumour.seg.nrrd``, ``seg`` a DICOM SEG ``tumour_seg.dcm``, ``rtstruct`` an RT Structure Set
+    ``tumour_rtstruct.dcm`` (:mod:`mibgkit.synth.roi_files`); it consumes no random numbers.
     """
     from ..slicer_write import write_markups, write_segmentation
-    from .dicom import write_ct_series, write_spect
+    from .dicom import write_ct_series
+    from .nm_layouts import write_spect
 
     pid = str(row["patient_id"])
     folder = out_dir / "patients" / pid
@@ -98,14 +103,23 @@ def write_patient(row, rng, out_dir: Path, body, spect: Grid, ct: Grid, spect_co
     site = str(row["primary_site"])
     term = ("Segmentation category and type - 3D Slicer General Anatomy list~SCT^49755003^Morphologically "
             f"Altered Structure~SCT^4147007^Mass~^^~Anatomic codes - DICOM master list~{_TERMINOLOGY[site]}~^^")
-    write_segmentation(folder / "tumour.seg.nrrd", {"tumour": (seg_mask.astype(np.uint8), {
-        "origin": seg_grid.origin, "spacing": seg_grid.spacing})},
-        colors={"tumour": (0.85, 0.4, 0.3)}, terminology={"tumour": term}, status="completed")
+    roi_file = "tumour.seg.nrrd"
+    if roi_format == "nrrd":
+        write_segmentation(folder / roi_file, {"tumour": (seg_mask.astype(np.uint8), {
+            "origin": seg_grid.origin, "spacing": seg_grid.spacing})},
+            colors={"tumour": (0.85, 0.4, 0.3)}, terminology={"tumour": term}, status="completed")
+    else:
+        from .roi_files import write_tumour_roi
+
+        mask = sitk.GetImageFromArray(seg_mask.astype(np.uint8))
+        mask.SetSpacing(tuple(float(v) for v in seg_grid.spacing))
+        mask.SetOrigin(tuple(float(v) for v in seg_grid.origin))
+        roi_file = write_tumour_roi(folder, roi_format, mask, spect_path=spect_path, ct_path=folder / "ct")
     system = "RAS" if int(pid[2:]) % 2 == 0 else "LPS"
     write_markups(folder / "spheres.mrk.json", {k: [float(round(v, 3)) for v in p] for k, p in refs.items()},
                   coordinate_system=system)
     rel = f"patients/{pid}"
-    return {"patient_id": pid, "spect": f"{rel}/{spect_path.name}", "ct": f"{rel}/ct", "roi": f"{rel}/tumour.seg.nrrd",
+    return {"patient_id": pid, "spect": f"{rel}/{spect_path.name}", "ct": f"{rel}/ct", "roi": f"{rel}/{roi_file}",
             "roi_segment": "tumour", "markups": f"{rel}/spheres.mrk.json", "scan_date": row["scan_date"],
             "efs_days": f"{float(row['efs_days']):.1f}", "efs_event": int(row["efs_event"])}
 

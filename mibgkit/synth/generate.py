@@ -192,7 +192,7 @@ def _sitk(array: np.ndarray, grid: Grid) -> sitk.Image:
 
 def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike, *, write: bool = True,
                      vendor: str = "siemens", compression: str = "deflate",
-                     centre_code: str | None = None) -> PatientResult:
+                     centre_code: str | None = None, roi_format: str = "nrrd") -> PatientResult:
     """Build, calibrate and write one patient.
 
     Parameters
@@ -211,6 +211,9 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     centre_code : str, optional
         A department of :mod:`mibgkit.synth.centres` (``"B"``): its SPECT voxel size, system
         resolution and acquisition headers. None: the paper's department.
+    roi_format : str
+        How the tumour ROI is written: ``nrrd`` (``tumour.seg.nrrd``, default), ``seg`` or
+        ``rtstruct`` (:mod:`mibgkit.synth.roi_files`); the simulation does not depend on it.
 
     Returns
     -------
@@ -396,13 +399,16 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     man = {}
     if write:
         man = write_patient(row, rng, Path(out_dir), body, spect, ct, spect_counts, seg_mask, seg_grid, shape,
-                             (ct_tumour, ct_lo), necrosis, refs, vendor=vendor, compression=compression)
+                             (ct_tumour, ct_lo), necrosis, refs, vendor=vendor, compression=compression,
+                             roi_format=roi_format)
         if dept is not None:
             centres.finish_files(dept, Path(out_dir) / man["spect"].rsplit("/", 1)[0], compression)
     readers = [] if not write else write_readers(
         Path(out_dir) / "patients" / pid, pid, seg_mask, seg_grid, refs, seed_entropy,
         liver_depth=lambda pts: anatomy.liver_depth(body, pts), inside_fov=lambda c, r: _sphere_in_grid(spect, c, r),
         vertebra_step_mm=22.0 * body.scale)
+    if readers and roi_format != "nrrd":  # R1 is the manifest's ROI, in whatever format it was written
+        readers[0] = {**readers[0], "roi": man["roi"]}
     clin = {k: row[k] for k in CLINICAL_FIELDS}
     return PatientResult(manifest=man, clinical=clin, measured=measured, readers=readers)
 
@@ -474,7 +480,7 @@ def _patients(design, entropies, out_dir, workers: int, files: dict) -> Iterator
 
 def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | None = None, progress: bool = True,
                     *, workers: int | None = None, check: bool | None = None, vendor: str | None = None,
-                    compression: str = "deflate", centre: str | None = None) -> Path:
+                    compression: str = "deflate", centre: str | None = None, roi_format: str = "nrrd") -> Path:
     """Generate a synthetic cohort and return the path of its ``data_manifest.csv``.
 
     Parameters
@@ -498,7 +504,7 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | No
         the Youden optima, as measured by the pipeline on the generated data. Default: only for
         the calibrated design (``n = 50``, default seed).
     vendor : str
-        Layout of the SPECT files (:data:`mibgkit.synth.dicom.VENDORS`: ``siemens`` (default), ``ge``,
+        Layout of the SPECT files (:data:`mibgkit.synth.nm_layouts.VENDORS`: ``siemens`` (default), ``ge``,
         ``philips``, ``hermes`` (a folder of single-frame files), ``quant`` (Bq/ml), ``float``,
         ``reversed``). Only the files change: every layout reads back to the same image. Default
         ``siemens``, or the ``centre``'s scanner.
@@ -511,6 +517,12 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | No
         ``"B"``, a GE scanner with 4.4 mm voxels and a MEGP collimator, another case mix and an
         outcome under which the published effects hold at half their size). None: the default
         cohort, unchanged.
+    roi_format : str
+        How the analyst's tumour ROI is written (:data:`mibgkit.synth.roi_files.ROI_FORMATS`):
+        ``"nrrd"`` (default, ``tumour.seg.nrrd``), ``"seg"`` (a DICOM SEG ``tumour_seg.dcm``
+        referencing the CT slices or the SPECT it was drawn on) or ``"rtstruct"`` (an RT Structure
+        Set ``tumour_rtstruct.dcm``, contours on the CT slices). The manifest's ``roi`` (and
+        ``readers.csv``'s ``R1`` row) names that file; every other file is unchanged.
 
     Returns
     -------
@@ -524,7 +536,9 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | No
     """
     from tqdm.auto import tqdm
 
-    from .dicom import COMPRESSIONS, VENDORS
+    from .dicom import COMPRESSIONS
+    from .nm_layouts import VENDORS
+    from .roi_files import ROI_FORMATS
 
     dept = None if centre is None else centres.get(centre)
     seed = (DEFAULT_SEED if dept is None else dept.seed) if seed is None else seed
@@ -532,6 +546,8 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | No
     if vendor not in VENDORS or compression not in COMPRESSIONS:
         raise ValueError(f"vendor {vendor!r} / compression {compression!r}: choose a vendor of {VENDORS} "
                          f"and a compression of {tuple(COMPRESSIONS)}")
+    if roi_format not in ROI_FORMATS:
+        raise ValueError(f"roi_format {roi_format!r}: choose one of {ROI_FORMATS}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     root = np.random.SeedSequence(int(seed))
@@ -556,6 +572,7 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | No
         wm.writerow(MANIFEST_FIELDS)
         wc.writerow(CLINICAL_FIELDS)
         results = _patients(design, entropies, out, workers, {"vendor": vendor, "compression": compression,
+                                                                   **({} if roi_format == "nrrd" else {"roi_format": roi_format}),
                                                                    **({} if dept is None else {"centre_code": dept.code})})
         for res in tqdm(results, total=int(n), desc="synth", unit="patient", disable=not progress):
             wm.writerow([_csv_value(res.manifest[k]) for k in MANIFEST_FIELDS])
