@@ -471,16 +471,17 @@ def _segment_description(number: int, name: str, mtv_method: str, uid: str):
     return description
 
 
-def _segmentation(sources, spect: sitk.Image, segments: dict[str, np.ndarray], *, mtv_method: str, patient, path):
-    """The BINARY SEG of ``segments`` (full-grid ``[k, j, i]`` arrays) on the SPECT grid."""
+def _plane_geometry(image: sitk.Image, slices):
+    """highdicom's plane positions (of ``slices``), orientation and pixel measures of an image's grid (LPS, mm).
+
+    Given explicitly because highdicom takes them from the source images only for enhanced
+    multi-frame objects, and an NM multi-frame file has no Plane Position Sequence.
+    """
     import highdicom as hd
 
-    names = list(segments)
-    pixels = np.stack([segments[n] for n in names], axis=-1).astype(np.uint8)  # (k, j, i, segment)
-    slices = np.flatnonzero(pixels.any(axis=(1, 2, 3)))
-    direction = np.reshape(spect.GetDirection(), (3, 3))
-    spacing = np.asarray(spect.GetSpacing(), float)
-    origin = np.asarray(spect.GetOrigin(), float)
+    direction = np.reshape(image.GetDirection(), (3, 3))
+    spacing = np.asarray(image.GetSpacing(), float)
+    origin = np.asarray(image.GetOrigin(), float)
     positions = [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT,
                                           [float(v) for v in origin + k * spacing[2] * direction[:, 2]])
                  for k in slices]
@@ -488,6 +489,17 @@ def _segmentation(sources, spect: sitk.Image, segments: dict[str, np.ndarray], *
                                               [float(v) for v in (*direction[:, 0], *direction[:, 1])])
     measures = hd.PixelMeasuresSequence(pixel_spacing=[float(spacing[1]), float(spacing[0])],
                                         slice_thickness=float(spacing[2]), spacing_between_slices=float(spacing[2]))
+    return positions, orientation, measures
+
+
+def _segmentation(sources, spect: sitk.Image, segments: dict[str, np.ndarray], *, mtv_method: str, patient, path):
+    """The BINARY SEG of ``segments`` (full-grid ``[k, j, i]`` arrays) on the SPECT grid."""
+    import highdicom as hd
+
+    names = list(segments)
+    pixels = np.stack([segments[n] for n in names], axis=-1).astype(np.uint8)  # (k, j, i, segment)
+    slices = np.flatnonzero(pixels.any(axis=(1, 2, 3)))
+    positions, orientation, measures = _plane_geometry(spect, slices)
     digest = hashlib.blake2b(np.packbits(pixels[slices]).tobytes(), digest_size=16).hexdigest()
     sop_uid = _uid("SEG", *(ds.SOPInstanceUID for ds in sources), *names, digest, mtv_method, _mibgkit_version())
     descriptions = [_segment_description(i, n, mtv_method, _uid(sop_uid, "segment", n))

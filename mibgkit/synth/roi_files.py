@@ -152,7 +152,8 @@ def write_roi_seg(path: str | os.PathLike, mask: sitk.Image, source: str | os.Pa
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
-    from ..dicom_out import _encoded, _fix_clock_and_uids, _highdicom_sources, _reference_slices, _when
+    from ..dicom_out import (_encoded, _fix_clock_and_uids, _highdicom_sources, _plane_geometry,
+                             _reference_slices, _when)
 
     image = io.load_image(source)
     full = _on_lattice(mask, image)
@@ -178,17 +179,7 @@ def write_roi_seg(path: str | os.PathLike, mask: sitk.Image, source: str | os.Pa
                                   pixel_array=full[order].astype(np.uint8), **common)
     else:  # NM: frames placed by the NM rule, as mibgkit.dicom_out writes its SEG
         slices = np.flatnonzero(full.any(axis=(1, 2)))
-        direction = np.reshape(image.GetDirection(), (3, 3))
-        spacing = np.asarray(image.GetSpacing(), float)
-        origin = np.asarray(image.GetOrigin(), float)
-        positions = [hd.PlanePositionSequence(hd.CoordinateSystemNames.PATIENT,
-                                              [float(v) for v in origin + k * spacing[2] * direction[:, 2]])
-                     for k in slices]
-        orientation = hd.PlaneOrientationSequence(hd.CoordinateSystemNames.PATIENT,
-                                                  [float(v) for v in (*direction[:, 0], *direction[:, 1])])
-        measures = hd.PixelMeasuresSequence(pixel_spacing=[float(spacing[1]), float(spacing[0])],
-                                            slice_thickness=float(spacing[2]),
-                                            spacing_between_slices=float(spacing[2]))
+        positions, orientation, measures = _plane_geometry(image, slices)
         seg = hd.seg.Segmentation(source_images=_highdicom_sources(headers, image, None, source),
                                   pixel_array=full[slices].astype(np.uint8), plane_positions=positions,
                                   plane_orientation=orientation, pixel_measures=measures, **common)
