@@ -67,9 +67,8 @@ def review_path_for(manifest_path: str | os.PathLike) -> Path:
 def _problems(patient_id, review, note, where: str) -> list[str]:
     out = []
     bad = check_id(str(patient_id), column="patient_id", row=0)
-    if bad:
-        out.append(f"{where}: patient_id {str(patient_id)[:80]!r} is not a valid ID (use 1–64 letters, digits, "
-                   "'.', '_' or '-', not starting with '.' or '-')")
+    if bad:  # the manifest's message, placed at this file's row
+        out.append(f"{where}: {bad.split(': ', 1)[1]}")
     if review not in REVIEW_CHOICES:
         out.append(f"{where}: review {str(review)[:80]!r} is not one of {', '.join(REVIEW_CHOICES)}")
     if not isinstance(note, str):
