@@ -115,6 +115,41 @@ def test_tumour_amplitude_roughens_the_surface():
     assert asp[0] < 0.25 < asp[1] < asp[2]
 
 
+def test_system_blur_over_the_activity_box_equals_the_whole_grid():
+    from scipy import ndimage
+
+    from mibgkit.synth.generate import _blur
+
+    rng = np.random.default_rng(3)
+    shape = (40, 44, 36)
+    for trial in range(12):
+        a = np.zeros(shape, dtype=np.float32 if trial % 2 else np.float64)
+        lo = rng.integers(0, 30, 3)
+        hi = np.minimum(lo + rng.integers(1, 20, 3), shape)
+        if trial == 0:  # activity touching every face of the grid
+            lo, hi = np.zeros(3, int), np.array(shape)
+        a[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]] = rng.random(tuple(hi - lo))
+        sigma = rng.uniform(0.4, 2.5, 3)
+        want = ndimage.gaussian_filter(a, sigma, mode="constant", truncate=3.5)
+        got = _blur(a, sigma)
+        assert got.dtype == want.dtype and np.array_equal(got, want), trial
+    assert not _blur(np.zeros(shape), (1.0, 1.0, 1.0)).any()
+
+
+def test_ct_is_reconstructed_inside_the_inscribed_circle():
+    from mibgkit.synth.anatomy import TISSUES, ct_numbers
+
+    labels = np.full((3, 32, 32), TISSUES["air"], np.uint8)
+    labels[:, 12:20, 12:20] = TISSUES["muscle"]
+    labels[1, 0, 0] = TISSUES["soft_tissue"]  # body outside the circle is still reconstructed
+    hu = ct_numbers(labels, np.random.default_rng(0))
+    assert hu.dtype == np.int16
+    assert abs(float(hu[:, 14:18, 14:18].mean()) - 48.0) < 6.0
+    assert np.all(hu[:, 31, 31] == -1024) and np.all(hu[:, 0, 31] == -1024)  # corners: not reconstructed
+    assert np.std(hu[:, 16, 2:6]) > 2.0  # air inside the circle carries noise
+    assert hu[1, 0, 0] != -1024 and hu[0, 0, 0] != -1024  # the column holding body is reconstructed
+
+
 # ---------------------------------------------------------------------------- a small cohort
 
 

@@ -269,14 +269,23 @@ def label_map(body: Body, grid: Grid) -> np.ndarray:
     z, y, x = grid.axes()
     ax, ay, cy = _outline_at(body, z)
     ox, oy = body.l2[0], body.l2[1]
-    dx = (x[None, None, :] - ox) / np.maximum(ax, 1e-3)[:, None, None]
-    dy = (y[None, :, None] - oy - cy[:, None, None]) / np.maximum(ay, 1e-3)[:, None, None]
-    r2 = dx * dx + dy * dy
-    inside = r2 <= 1.0
-    fat_depth = 1.0 - 5.0 * body.scale / np.maximum(np.minimum(ax, ay), 1e-3)  # ~5 mm fat layer
-    labels = np.where(inside, TISSUES["fat"], TISSUES["air"]).astype(np.uint8)
-    labels[r2 <= (fat_depth[:, None, None] ** 2)] = TISSUES["soft_tissue"]
-    labels[~inside] = TISSUES["air"]
+    # The outline is evaluated over its bounding rectangle (one voxel wider); outside it, air.
+    ix = np.flatnonzero(np.abs(x - ox) <= np.maximum(ax, 1e-3).max() + abs(grid.spacing[0]))
+    iy = np.flatnonzero((np.abs(y[:, None] - oy - cy[None, :]) <= np.maximum(ay, 1e-3)[None, :]
+                         + abs(grid.spacing[1])).any(axis=1))
+    inside = np.zeros(grid.shape, dtype=bool)
+    labels = np.full(grid.shape, TISSUES["air"], dtype=np.uint8)
+    if ix.size and iy.size:
+        xs, ys = slice(ix[0], ix[-1] + 1), slice(iy.min(), iy.max() + 1)
+        dx = (x[None, None, xs] - ox) / np.maximum(ax, 1e-3)[:, None, None]
+        dy = (y[None, ys, None] - oy - cy[:, None, None]) / np.maximum(ay, 1e-3)[:, None, None]
+        r2 = dx * dx + dy * dy
+        inside[:, ys, xs] = r2 <= 1.0
+        fat_depth = 1.0 - 5.0 * body.scale / np.maximum(np.minimum(ax, ay), 1e-3)  # ~5 mm fat layer
+        sub = np.where(inside[:, ys, xs], TISSUES["fat"], TISSUES["air"]).astype(np.uint8)
+        sub[r2 <= (fat_depth[:, None, None] ** 2)] = TISSUES["soft_tissue"]
+        sub[~inside[:, ys, xs]] = TISSUES["air"]
+        labels[:, ys, xs] = sub
     for e in body.shapes:
         _paint_ellipsoid(labels, grid, e, TISSUES[e.tissue], inside)
     # Spine: vertebral bodies (cortex + marrow) and the spinal canal behind them.
@@ -334,18 +343,30 @@ _HU = {
 
 
 def ct_numbers(labels: np.ndarray, rng: np.random.Generator, *, noise_hu: float = 18.0) -> np.ndarray:
-    """CT numbers (HU, int16) for a label map, with quantum noise of ``noise_hu`` (SD)."""
+    """CT numbers (HU, int16) for a label map, with quantum noise of ``noise_hu`` (SD).
+
+    The scanner reconstructs the circle inscribed in each axial slice (the Reconstruction Diameter
+    is the matrix width): outside it, where there is only air, the image holds -1024 HU without
+    noise, as Siemens CT images do. Columns (``y, x``) that hold body anywhere are reconstructed
+    whatever their position.
+    """
     table = np.full(256, -1000.0, np.float32)
     for name, hu in _HU.items():
         table[TISSUES[name]] = hu
     sd = np.full(256, noise_hu, np.float32)
     sd[TISSUES["air"]] = 6.0  # outside the body: the reconstruction's smoother background
+    ny, nx = labels.shape[1:]
+    v = (np.arange(ny) - (ny - 1) / 2.0) / (ny / 2.0)
+    u = (np.arange(nx) - (nx - 1) / 2.0) / (nx / 2.0)
+    columns = (v[:, None] ** 2 + u[None, :] ** 2 <= 1.0) | (labels != TISSUES["air"]).any(axis=0)
     noise = rng.standard_normal(labels.shape, dtype=np.float32)
     noise *= sd[labels]
     noise += table[labels]
     np.rint(noise, out=noise)
     np.clip(noise, -1024, 3071, out=noise)
-    return noise.astype(np.int16)
+    hu = noise.astype(np.int16)
+    np.copyto(hu, np.int16(-1024), where=~columns)
+    return hu
 
 
 def reference_centres(body: Body, tumour_points_mm: np.ndarray | None = None, *,

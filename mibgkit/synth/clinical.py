@@ -514,12 +514,11 @@ def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -
     scatter (Tmax/Lmax ±3 %, ASP ±0.025, Lmax/Lmean of the liver sphere log-normal): Youden optima
     at the designed splits (:func:`youden_robust`), univariate Cox p < 0.02 for Table 2's
     significant variables and > 0.05 for age group and histology, and the forward stepwise model
-    (:func:`mibgkit.stats.cox_forward_stepwise`, candidates p ≤ 0.05) = bone/BM metastasis,
+    (the selection loop of :func:`mibgkit.stats.cox_forward_stepwise` on the fast engine,
+    :func:`mibgkit.stats.validation.select_model`; candidates p ≤ 0.05) = bone/BM metastasis,
     Tmax/Lmax, ASP.
     """
-    import warnings
-
-    from ..stats import cox_forward_stepwise
+    from ..stats.validation import select_model
 
     t = np.asarray(cols["efs_days"], float)
     e = np.asarray(cols["efs_event"], int)
@@ -549,13 +548,10 @@ def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -
         realised.append(r)
     order = list(TABLE2_SIGNIFICANT)
     for passed, r in enumerate(realised):
-        df = pd.DataFrame({"t": t, "e": e, **{k: r[k] for k in order}})
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            try:
-                sel = cox_forward_stepwise(df, "t", "e", order).selected
-            except Exception:  # noqa: BLE001 - a design the model cannot fit is simply not taken
-                return passed / n_checks
+        try:
+            sel, _ = select_model(t, e, np.column_stack([r[k] for k in order]), order, screen_p=None)
+        except StatisticsError:  # a design the model cannot fit is simply not taken
+            return passed / n_checks
         if set(sel) != {"bone_marrow_metastasis", "tmax_lmax", "asphericity"}:
             return passed / n_checks
     return 1.0

@@ -176,11 +176,40 @@ def _tile_ids_touching(shape, lo, hi) -> set[int]:
 
 
 def _poisson(lam: np.ndarray, counts: np.ndarray, tiles, ids, entropy: int) -> None:
-    """Draw Poisson counts in the listed tiles; each tile has its own reproducible stream."""
+    """Draw Poisson counts in the listed tiles; each tile has its own reproducible stream.
+
+    A tile whose expectation is zero throughout holds zero counts (what the draw gives there,
+    without drawing: the stream is the tile's own, so no other tile changes).
+    """
     for t in ids:
         sl = tiles[t]
+        part = lam[sl]
+        if not part.max() > 0.0:
+            counts[sl] = 0
+            continue
         g = np.random.Generator(np.random.PCG64(np.random.SeedSequence(entropy, spawn_key=(t,))))
-        counts[sl] = g.poisson(np.maximum(lam[sl], 0.0))
+        counts[sl] = g.poisson(np.maximum(part, 0.0))
+
+
+_BLUR_TRUNCATE = 3.5  # Gaussian kernel half-width in SD
+
+
+def _blur(activity: np.ndarray, sigma_vox) -> np.ndarray:
+    """The system's blur: a Gaussian of ``sigma_vox`` (SD in voxels, numpy order), zero outside the grid.
+
+    Filtered over the activity's bounding box grown by the kernel radius only: outside it the
+    blurred image is exactly zero, and inside, every kernel tap reads the same values as on the
+    whole grid, so the result equals ``scipy.ndimage.gaussian_filter`` of the whole grid bit for bit.
+    """
+    out = np.zeros(activity.shape, dtype=activity.dtype)  # as gaussian_filter returns
+    nonzero = [np.flatnonzero(activity.any(axis=tuple(j for j in range(3) if j != i))) for i in range(3)]
+    if any(v.size == 0 for v in nonzero):
+        return out
+    radius = [int(_BLUR_TRUNCATE * float(sd) + 0.5) for sd in sigma_vox]
+    box = tuple(slice(max(int(v[0]) - r, 0), min(int(v[-1]) + r + 1, n))
+                for v, r, n in zip(nonzero, radius, activity.shape))
+    out[box] = ndimage.gaussian_filter(activity[box], sigma_vox, mode="constant", truncate=_BLUR_TRUNCATE)
+    return out
 
 
 def _sitk(array: np.ndarray, grid: Grid) -> sitk.Image:
@@ -277,10 +306,10 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     a_muscle = muscle_tab[labels]
     a_liver[box] *= 1.0 - occ  # the tumour displaces the organs it grows into
     a_muscle[box] *= 1.0 - occ
-    b_liver = ndimage.gaussian_filter(a_liver, sigma_vox, mode="constant", truncate=3.5)
-    b_muscle = ndimage.gaussian_filter(a_muscle, sigma_vox, mode="constant", truncate=3.5)
-    b_t0 = ndimage.gaussian_filter(base, sigma_vox, mode="constant", truncate=3.5)
-    b_t1 = ndimage.gaussian_filter(hot, sigma_vox, mode="constant", truncate=3.5)
+    b_liver = _blur(a_liver, sigma_vox)
+    b_muscle = _blur(a_muscle, sigma_vox)
+    b_t0 = _blur(base, sigma_vox)
+    b_t1 = _blur(hot, sigma_vox)
     del a_liver, a_muscle
 
     # ---- measurement sets: ROI on the SPECT grid, sphere VOIs ---------------------------
@@ -346,15 +375,15 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
                 continue
             n_hot = 1
             base, hot, _ = patterns(necrosis, 1)
-            b_t0 = ndimage.gaussian_filter(base, sigma_vox, mode="constant", truncate=3.5)
-            b_t1 = ndimage.gaussian_filter(hot, sigma_vox, mode="constant", truncate=3.5)
+            b_t0 = _blur(base, sigma_vox)
+            b_t1 = _blur(hot, sigma_vox)
         elif level is not None:
             if level <= necrosis:
                 continue
             necrosis = level
             base, hot, _ = patterns(necrosis, n_hot)
-            b_t0 = ndimage.gaussian_filter(base, sigma_vox, mode="constant", truncate=3.5)
-            b_t1 = ndimage.gaussian_filter(hot, sigma_vox, mode="constant", truncate=3.5)
+            b_t0 = _blur(base, sigma_vox)
+            b_t1 = _blur(hot, sigma_vox)
         t0_r, t1_r = b_t0[roi_in_box], b_t1[roi_in_box]
         c_t, eta, reached = solve_uptake(bg_r, t0_r, t1_r, want_max, want_mean)
         if reached:
