@@ -433,7 +433,7 @@ class PatientData:
 
     def _native_shape(self, roi: sitk.Image) -> dict:
         if id(roi) not in self._native:
-            self._native[id(roi)] = (shape_features(roi), roi)
+            self._native[id(roi)] = (shape_features(roi, max_diameter=False), roi)
         return self._native[id(roi)][0]
 
 

@@ -58,7 +58,8 @@ _ORTHONORMAL_TOL = 1e-6 + 1e-5 * _EYE  # np.allclose(..., atol=1e-6) against the
 _ROLL = np.array([0, 1, 2, 0, 1])
 
 
-def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None = None) -> dict[str, float | int]:
+def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None = None,
+                   max_diameter: bool = True) -> dict[str, float | int]:
     """Morphological (shape) features of a 3-D mask, in physical units.
 
     Parameters
@@ -74,6 +75,9 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     label : int or float, optional
         Restrict the region to voxels equal to this value (for label maps holding several
         structures). By default every non-zero voxel is inside.
+    max_diameter : bool
+        False leaves out ``max_diameter_mm`` (the costliest feature on a fine grid, for callers
+        that need only volume and asphericity); every other value is the same.
 
     Returns
     -------
@@ -207,17 +211,20 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     voxel_volume = n_voxels * math.prod(spacing_mm.tolist())  # the product np.prod forms, in that order
     if direction is not None:
         voxel_volume *= abs(float(np.linalg.det(direction)))
-    return {
+    out = {
         "mesh_volume_mm3": volume,
         "surface_mm2": surface,
         "sphericity": sphericity,
         "asphericity": 1.0 / sphericity - 1.0,
-        "max_diameter_mm": _max_diameter(centred),
+        "max_diameter_mm": _max_diameter(centred) if max_diameter else None,
         "voxel_volume_mm3": voxel_volume,
         "voxel_volume_ml": voxel_volume / 1000.0,
         "n_voxels": n_voxels,
         "mtv_ml": volume / 1000.0,
     }
+    if not max_diameter:
+        del out["max_diameter_mm"]
+    return out
 
 
 def surface_mesh(mask: Any, spacing: Any = None, *, label: int | float | None = None) -> tuple[np.ndarray, np.ndarray]:

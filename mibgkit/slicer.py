@@ -85,12 +85,13 @@ def _existing(path, patient) -> Path:
     return path
 
 
-def _is_segmentation_file(path: Path, patient) -> bool:
-    """True for a NRRD file carrying Slicer segment metadata (``Segment<N>_...`` header fields)."""
+def _segmentation_header(path: Path, patient) -> dict | None:
+    """The NRRD header of a file carrying Slicer segment metadata (``Segment<N>_...`` header
+    fields); None for any other file."""
     if not path.name.lower().endswith(_NRRD_SUFFIXES):
-        return False
+        return None
     header = _read_nrrd_header(path, patient)
-    return any(_SEGMENT_FIELD.match(key) or key.startswith("Segmentation_") for key in header)
+    return header if any(_SEGMENT_FIELD.match(key) or key.startswith("Segmentation_") for key in header) else None
 
 
 def _read_nrrd_header(path: Path, patient) -> dict:
@@ -100,9 +101,9 @@ def _read_nrrd_header(path: Path, patient) -> dict:
         raise InputError(f"not a readable NRRD file: {exc}", patient=patient, path=path) from None
 
 
-def _read_slicer_segmentation(path: Path, patient, *, skip_voxels: bool = False) -> dict:
-    """slicerio segmentation dict, with header sanity checks turned into mibgkit errors."""
-    header = _read_nrrd_header(path, patient)
+def _read_slicer_segmentation(path: Path, patient, header: dict, *, skip_voxels: bool = False) -> dict:
+    """slicerio segmentation dict, with sanity checks of the file's NRRD ``header`` turned into
+    mibgkit errors."""
     if "space" not in header:
         raise GeometryError(
             "NRRD header has no 'space' field, so its axes cannot be placed in LPS/RAS", patient=patient, path=path
@@ -285,8 +286,9 @@ def read_segmentation(
     if segment is not None and label is not None:
         raise InputError("give either a segment name or a label value, not both", patient=patient, path=path)
     path = _existing(path, patient)
-    if _is_segmentation_file(path, patient):
-        segmentation = _read_slicer_segmentation(path, patient)
+    header = _segmentation_header(path, patient)
+    if header is not None:
+        segmentation = _read_slicer_segmentation(path, patient, header)
         index = _choose_segment(segmentation, segment, label, path, patient)
         layer, label_value = _segment_layer_label(segmentation, index)
         voxels = segmentation["voxels"]
@@ -373,8 +375,9 @@ def list_segments(path: str | os.PathLike, *, patient: str | None = None) -> pd.
     path = _existing(path, patient)
     columns = ["name", "id", "layer", "label_value", "extent", "color", "terminology"]
     rows = []
-    if _is_segmentation_file(path, patient):
-        segmentation = _read_slicer_segmentation(path, patient, skip_voxels=True)
+    header = _segmentation_header(path, patient)
+    if header is not None:
+        segmentation = _read_slicer_segmentation(path, patient, header, skip_voxels=True)
         for index, seg in enumerate(segmentation["segments"]):
             layer, label_value = _segment_layer_label(segmentation, index)
             terminology = seg.get("terminology")

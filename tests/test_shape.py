@@ -449,3 +449,12 @@ def test_mesh_is_marching_cubes_vertex_for_vertex(mask, spacing):
     ours_verts, ours_faces = mibgkit.shape._mesh(mask.astype(np.uint8), np.asarray(spacing, dtype=float))
     np.testing.assert_array_equal(ours_faces, faces)
     np.testing.assert_array_equal(ours_verts, verts.astype(np.float64))
+
+
+def test_without_the_diameter_every_other_value_is_the_same():
+    z, y, x = np.ogrid[-9:10, -7:8, -6:7]
+    blob = (x / 5.5) ** 2 + (y / 6.5) ** 2 + (z / 8.0) ** 2 + 0.3 * np.sin(x + y) <= 1.0
+    full = shape_features(blob, spacing=(2.0, 0.9, 1.1))
+    light = shape_features(blob, spacing=(2.0, 0.9, 1.1), max_diameter=False)
+    assert "max_diameter_mm" not in light
+    assert light == {k: v for k, v in full.items() if k != "max_diameter_mm"}
