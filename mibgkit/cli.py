@@ -194,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "files, quant Bq/ml via Real World Value Mapping); the images read back the same")
     y.add_argument("--compression", choices=tuple(COMPRESSIONS), default="deflate",
                    help="DICOM transfer syntax of SPECT and CT (default deflate: Deflated Explicit VR Little "
-                        "Endian, lossless, ~4.9 MB per patient; none: ~14.6 MB)")
+                        "Endian, lossless, ~4.3 MB per patient; none: ~14.6 MB)")
     from .synth.centres import CENTRES
 
     y.add_argument("--centre", choices=tuple(CENTRES), type=str.upper, default=None,
