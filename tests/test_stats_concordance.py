@@ -122,8 +122,11 @@ def test_matches_brute_force(data, method, tau):
         return
     mine = concordance(t, e, s, method, tau)
     ref = _brute(t, e, s, method, tau)
+    # Uno's counts are sums of inverse-censoring weights: a count that is exactly 0 may come out
+    # as rounding of the others' size, so the absolute tolerance scales with the largest count.
+    scale = max([1.0] + [abs(float(v)) for v in ref.values() if np.isfinite(v)])
     for key, val in ref.items():
-        assert_allclose(mine[key], val, rtol=1e-12, atol=1e-14, err_msg=key)
+        assert_allclose(mine[key], val, rtol=1e-12, atol=1e-13 * scale, err_msg=key)
 
 
 def test_the_cox_tables_c_is_this_c():
