@@ -211,20 +211,12 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     voxel_volume = n_voxels * math.prod(spacing_mm.tolist())  # the product np.prod forms, in that order
     if direction is not None:
         voxel_volume *= abs(float(np.linalg.det(direction)))
-    out = {
-        "mesh_volume_mm3": volume,
-        "surface_mm2": surface,
-        "sphericity": sphericity,
-        "asphericity": 1.0 / sphericity - 1.0,
-        "max_diameter_mm": _max_diameter(centred) if max_diameter else None,
-        "voxel_volume_mm3": voxel_volume,
-        "voxel_volume_ml": voxel_volume / 1000.0,
-        "n_voxels": n_voxels,
-        "mtv_ml": volume / 1000.0,
-    }
-    if not max_diameter:
-        del out["max_diameter_mm"]
-    return out
+    out = {"mesh_volume_mm3": volume, "surface_mm2": surface, "sphericity": sphericity,
+           "asphericity": 1.0 / sphericity - 1.0}
+    if max_diameter:
+        out["max_diameter_mm"] = _max_diameter(centred)
+    return {**out, "voxel_volume_mm3": voxel_volume, "voxel_volume_ml": voxel_volume / 1000.0,
+            "n_voxels": n_voxels, "mtv_ml": volume / 1000.0}
 
 
 def surface_mesh(mask: Any, spacing: Any = None, *, label: int | float | None = None) -> tuple[np.ndarray, np.ndarray]:
