@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
+from matplotlib import ticker
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
@@ -100,7 +101,7 @@ def forest_plot(table: pd.DataFrame, *, published: pd.DataFrame | None = None, l
     """
     names = list(table.index)
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.4, 0.42 * len(names) + 1.2))
+        _, ax = plt.subplots(figsize=(6.4, max(0.42 * len(names) + 1.2, 2.2)))
     y = np.arange(len(names))[::-1]
     off = 0.17 if published is not None else 0.0
     ax.errorbar(table.hr, y + off, xerr=[table.hr - table.ci_lower, table.ci_upper - table.hr], fmt="o",
@@ -111,11 +112,18 @@ def forest_plot(table: pd.DataFrame, *, published: pd.DataFrame | None = None, l
                     color=PAPER, capsize=3, label="Zhou et al. 2025", alpha=0.85)
     ax.axvline(1.0, color="0.4", lw=1, ls="--")
     ax.set_xscale("log")
+    plain = ticker.FuncFormatter(lambda v, _: f"{v:g}")  # 0.8, 1, 2: not 8×10⁻¹
+    ax.xaxis.set_major_formatter(plain)
+    if np.log10(ax.get_xlim()[1] / ax.get_xlim()[0]) < 1.2:  # within about a decade: label the minor ticks too
+        ax.xaxis.set_minor_formatter(plain)
+    ax.set_ylim(-0.6, len(names) - 0.4)
     ax.set_yticks(y, [(labels or {}).get(n, n) for n in names])
     ax.set_xlabel("hazard ratio (95 % CI, log scale)")
     if title:
         ax.set_title(title)
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16 if len(names) > 4 else -0.3), ncol=2, fontsize=9)
+    # below the axis label at a fixed distance (0.55 in), whatever the number of rows
+    height_in = ax.get_position().height * ax.figure.get_figheight()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.55 / height_in), ncol=2, fontsize=9)
     return ax
 
 

@@ -14,6 +14,10 @@ import numpy as np
 import pandas as pd
 
 
+#: What a table cell says where this run could not estimate the number (the reason is listed below it).
+NOT_ESTIMABLE = "not estimable"
+
+
 def fmt_p(p: float) -> str:
     """SPSS-style p: ``.084``, ``< .001``; empty for NaN.
 
@@ -45,21 +49,26 @@ def cox_side_by_side(ours: pd.DataFrame, published: pd.DataFrame, labels: Mappin
     ``ours`` and ``published`` are indexed by variable with ``hr, ci_lower, ci_upper, p``.
     ``agrees`` is True when both are significant at 0.05 with HR on the same side of 1, or both
     are not significant. Variables of ``ours`` that the paper does not list follow, marked
-    "not in model" (they disagree by construction).
+    "not in model" (they disagree by construction). A variable of ``ours`` whose HR or p is NaN
+    was not estimable in this run: its cell says so and ``agrees`` is None (no comparison).
     """
     rows = []
     for var, pub in published.iterrows():
         mine = ours.loc[var] if var in ours.index else None
+        estimable = mine is not None and bool(np.isfinite([mine.hr, mine.p]).all())
         sig_pub = pub.p <= 0.05 if not pub.get("p_is_upper_bound", False) else True
         row = {
             "variable": (labels or {}).get(var, pub.get("label", var)),
-            "HR (95 % CI), this run": "" if mine is None else fmt_hr(mine.hr, mine.ci_lower, mine.ci_upper),
-            "p, this run": "" if mine is None else fmt_p(mine.p),
+            "HR (95 % CI), this run": ("" if mine is None else
+                                       fmt_hr(mine.hr, mine.ci_lower, mine.ci_upper) if estimable else NOT_ESTIMABLE),
+            "p, this run": fmt_p(mine.p) if estimable else "",
             "HR (95 % CI), paper": fmt_hr(pub.hr, pub.ci_lower, pub.ci_upper),
             "p, paper": ("< .001" if pub.get("p_is_upper_bound", False) else fmt_p(pub.p)),
         }
         if mine is None:
             row["agrees"] = False
+        elif not estimable:
+            row["agrees"] = None
         else:
             sig = mine.p < 0.05
             row["agrees"] = bool(sig == sig_pub and (not sig or (mine.hr > 1) == (pub.hr > 1)))
@@ -74,9 +83,10 @@ def cox_side_by_side(ours: pd.DataFrame, published: pd.DataFrame, labels: Mappin
 
 
 def highlight_disagreement(df: pd.DataFrame, column: str = "agrees"):
-    """A pandas Styler that shades rows where ``column`` is False and shows it as ✓ / differs."""
+    """A pandas Styler that shades rows where ``column`` is False and shows it as ✓ / differs
+    (None, nothing to compare: "—", unshaded)."""
     shown = df.copy()
-    shown[column] = shown[column].map({True: "✓", False: "differs"})
+    shown[column] = shown[column].map(lambda v: "—" if v is None or v is np.nan else ("✓" if v else "differs"))
 
     def shade(row):
         bad = row[column] == "differs"

@@ -20,6 +20,7 @@ from numpy.testing import assert_allclose
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import cox_forward_stepwise, cox_univariate, km_mean, logrank
 from mibgkit.stats import cox
+from mibgkit.stats._coxcore import fit_cox, monotone_direction
 from reference_data import DATA, golden
 
 GOLDEN = golden("golden.json")
@@ -201,13 +202,65 @@ def test_constant_covariate_and_separation():
     assert np.isnan(tab.loc["s", "hr"]) and np.isfinite(tab.loc["x", "hr"])
 
 
-def test_non_convergence_is_an_error():
-    """Quasi-complete separation in a continuous covariate: every event has the larger x."""
+def test_continuous_separation_is_not_estimable():
+    """Every event has the larger x: the likelihood keeps rising, an infinite HR, not a number."""
     t = np.arange(1, 21, dtype=float)
-    x = -t  # earlier time, larger x, and everyone has the event: the likelihood keeps rising
-    d = pd.DataFrame({"t": t, "e": 1, "x": x})
-    with pytest.raises(StatisticsError, match="did not converge"):
+    d = pd.DataFrame({"t": t, "e": 1, "x": -t})
+    with pytest.raises(StatisticsError, match=r"largest value .* monotone \(separation\)"):
         quiet(cox_univariate, d, "t", "e", ["x"])
+    # five patients, one event, the event at the top of its risk set: a row of NaN, not HR 1e84
+    small = pd.DataFrame({"t": [1, 2, 3, 4, 5.0], "e": [0, 0, 1, 0, 0], "x": [30, 10, 25, 12, 15.0]})
+    with pytest.warns(QCWarning, match="not estimable.*largest value"):
+        tab = cox_univariate(small, "t", "e", ["x"], errors="warn")
+    assert tab.loc["x"].drop(["n", "events"]).isna().all()
+    # the smallest value at every event: HR zero, also not estimable
+    with pytest.raises(StatisticsError, match="smallest value"):
+        quiet(cox_univariate, small.assign(x=-small["x"]), "t", "e", ["x"])
+
+
+def test_non_convergence_is_an_error():
+    """Separation by a combination: neither covariate alone is monotone, their sum is."""
+    t = np.arange(1, 21, dtype=float)
+    a = np.where(np.arange(20) % 2 == 0, 30.0, -30.0)
+    d = pd.DataFrame({"t": t, "e": 1, "x1": -t + a, "x2": -t - a})
+    for c in ("x1", "x2"):
+        assert np.isfinite(quiet(cox_univariate, d, "t", "e", [c]).loc[c, "hr"])
+    with pytest.raises(StatisticsError, match="did not converge"):
+        quiet(fit_cox, t, np.ones(20), d[["x1", "x2"]].to_numpy(), ["x1", "x2"], "efron")
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.integers(4, 14).flatmap(lambda n: st.tuples(
+    st.lists(st.integers(1, 6), min_size=n, max_size=n),
+    st.lists(st.integers(0, 1), min_size=n, max_size=n),
+    st.lists(st.integers(-3, 3), min_size=n, max_size=n))))
+def test_monotone_direction_is_the_sign_of_the_score_far_out(data):
+    """The definition: monotone in +β exactly when the score U(β) stays ≥ 0 however large β is.
+
+    U(β) = Σ_events [x_i − Σ_R x e^{βx} / Σ_R e^{βx}] (Breslow) tends, as β → +∞, to
+    Σ_events [x_i − max_R x]; it is ≥ 0 for all β (and the likelihood has no maximum) exactly when
+    every event has its risk set's largest x. Checked here by evaluating U at β = ±60 directly.
+    """
+    t, e, x = (np.asarray(v, dtype=float) for v in data)
+    got = monotone_direction(t, e, x)
+
+    def score(beta):
+        u = 0.0
+        for i in np.flatnonzero(e == 1):
+            r = t >= t[i]
+            w = np.exp(beta * (x[r] - x[r].max()))
+            u += x[i] - np.sum(w * x[r]) / np.sum(w)
+        return u
+
+    tol = 1e-9
+    up, down = score(60.0) >= -tol, score(-60.0) <= tol
+    if e.sum() == 0 or np.ptp(x) == 0:
+        assert got == 0
+    else:
+        assert got == (0 if up == down else (1 if up else -1))
+        if got != 0:  # and the ordinary fit refuses it with the reason
+            with pytest.raises(StatisticsError, match="separation"):
+                fit_cox(t, e, x[:, None], ["x"], "breslow")
 
 
 def test_missing_values_complete_case_warning():

@@ -87,3 +87,18 @@ def test_table1_side_by_side_compares_counts():
     assert age["equal"] and age["note"] == "note" and age["paper"] == "37; range 1–102"
     html = tables.style_side_by_side(side).to_html()
     assert "differs" in html
+
+
+def test_cox_side_by_side_says_not_estimable_and_does_not_score_it():
+    ours = paper.TABLE2_UNIVARIATE[["hr", "ci_lower", "ci_upper", "p"]].copy()
+    ours.loc["asphericity", ["hr", "ci_lower", "ci_upper", "p"]] = np.nan  # separation in this run
+    ours.loc["tmax_lmax", "hr"] = 0.8  # and one row that does disagree
+    side = tables.cox_side_by_side(ours, paper.TABLE2_UNIVARIATE)
+    assert side.loc["ASP", "HR (95 % CI), this run"] == tables.NOT_ESTIMABLE
+    assert side.loc["ASP", "p, this run"] == "" and side.loc["ASP", "agrees"] is None
+    assert side.loc["Curie score", "agrees"]
+    html = tables.highlight_disagreement(side).to_html()
+    row = html[html.index(">ASP<"):].split("</tr>")[0]
+    assert "—" in row and "differs" not in row
+    style = html.split("</style>")[0]  # the shaded cells' ids: the ASP row is not among them
+    assert "#fde2d4" in style and f"_row{list(side.index).index('ASP')}_col0" not in style

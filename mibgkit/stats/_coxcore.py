@@ -8,7 +8,7 @@ One fitter and its companions, used by :mod:`~mibgkit.stats.cox` (univariate and
     Newton–Raphson on the partial likelihood through ``statsmodels`` ``PHReg`` (Efron or Breslow
     ties), started on centred and scaled covariates, falling back to BFGS then Newton when plain
     Newton overshoots; raises :class:`~mibgkit.errors.StatisticsError` for a constant covariate,
-    separation of a binary covariate, collinearity and non-convergence, with a message that says so.
+    monotone likelihood (separation), collinearity and non-convergence, with a message that says so.
 ``score_test(time, event, X, beta, ties)``
     The efficient score statistic :math:`U^\top I^{-1} U` at ``beta``.
 ``null_loglik(time, event, ties)``
@@ -69,8 +69,35 @@ def check_ties(ties: str) -> Ties:
     return ties  # type: ignore[return-value]
 
 
-def check_separation(x: np.ndarray, event: np.ndarray, name: str) -> None:
-    """Monotone likelihood for a binary covariate: all events on one side."""
+def monotone_direction(time: np.ndarray, event: np.ndarray, x: np.ndarray) -> int:
+    """The direction in which one covariate's Cox partial likelihood is monotone: +1, −1 or 0.
+
+    The likelihood in β has no finite maximum exactly when, at every event time, each event has
+    the largest value of ``x`` in its risk set (:math:`t_i \\ge t_j`; then β̂ → +∞, returns +1) —
+    or at every event time the smallest (β̂ → −∞, −1); ties with the extreme count as extreme.
+    A constant ``x`` (flat likelihood) and a finite maximum give 0. It also implies monotone
+    likelihood in any model that contains ``x`` (Heinze & Schemper, *Biometrics* 2001;57:114).
+    """
+    time = np.asarray(time, dtype=float)
+    x = np.asarray(x, dtype=float)
+    ev = np.asarray(event) == 1
+    if not ev.any() or np.ptp(x) == 0:
+        return 0
+    order = np.argsort(time, kind="stable")
+    ts, xs = time[order], x[order]
+    at_risk_max = np.maximum.accumulate(xs[::-1])[::-1]  # over t >= ts[i]
+    at_risk_min = np.minimum.accumulate(xs[::-1])[::-1]
+    first = np.searchsorted(ts, time[ev], side="left")
+    up = bool(np.all(x[ev] >= at_risk_max[first]))
+    down = bool(np.all(x[ev] <= at_risk_min[first]))
+    return 0 if up == down else (1 if up else -1)
+
+
+def check_separation(time: np.ndarray, event: np.ndarray, x: np.ndarray, name: str) -> None:
+    """Raise when the covariate's likelihood is monotone (:func:`monotone_direction`), saying why."""
+    direction = monotone_direction(time, event, x)
+    if direction == 0:
+        return
     levels = np.unique(x)
     if levels.size == 2:
         for lev in levels:
@@ -81,6 +108,12 @@ def check_separation(x: np.ndarray, event: np.ndarray, name: str) -> None:
                     f"({int(on.sum())} patients) — the Cox likelihood is monotone (separation) and "
                     "the HR is infinite; merge categories or use Firth's penalised Cox model"
                 )
+    side, hr = ("largest", "infinite") if direction > 0 else ("smallest", "zero")
+    raise StatisticsError(
+        f"covariate {name!r}: every event has the {side} value among the patients still at risk — "
+        f"the Cox likelihood is monotone (separation) and the HR is {hr}; "
+        "use Firth's penalised Cox model"
+    )
 
 
 def fit_cox(time, event, X: np.ndarray, names: Sequence[str], ties: Ties) -> CoxFit:
@@ -95,7 +128,7 @@ def fit_cox(time, event, X: np.ndarray, names: Sequence[str], ties: Ties) -> Cox
     for j, name in enumerate(names):
         if np.ptp(X[:, j]) == 0:
             raise StatisticsError(f"covariate {name!r} is constant ({X[0, j]:g}) in the {n} patients analysed")
-        check_separation(X[:, j], event, name)
+        check_separation(time, event, X[:, j], name)
     if k > 1 and np.linalg.matrix_rank(X - X.mean(axis=0)) < k:
         raise StatisticsError(f"covariates {list(names)} are linearly dependent (collinear)")
     model = _phreg(time, event, X, ties)

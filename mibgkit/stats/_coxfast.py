@@ -5,7 +5,7 @@ tables; that costs milliseconds per fit, too slow for a thousand repetitions of 
 variable-selection procedure. This module evaluates the same partial log-likelihood (Efron or
 Breslow ties), its gradient and observed information in a few vectorised ``numpy`` operations
 and maximises it by Newton–Raphson with step halving. It mirrors the failure rules of
-``_coxcore.fit_cox`` (constant covariate, binary separation, collinearity, non-convergence) so
+``_coxcore.fit_cox`` (constant covariate, separation, collinearity, non-convergence) so
 that a procedure built on it selects exactly what the public functions select; the tests check
 this on many resamples.
 
@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from mibgkit.errors import StatisticsError
+from mibgkit.stats._coxcore import monotone_direction
 
 
 class CoxData:
@@ -167,7 +168,7 @@ def fit(data: CoxData, X: np.ndarray, names) -> FastFit:
     Raises
     ------
     StatisticsError
-        Constant covariate, a binary covariate with no events in one level (separation),
+        Constant covariate, a covariate with monotone likelihood (separation),
         collinear covariates, or non-convergence (scaled |β| > 25 or a non-zero score).
     """
     X = np.asarray(X, dtype=float)
@@ -177,11 +178,8 @@ def fit(data: CoxData, X: np.ndarray, names) -> FastFit:
         col = X[:, j]
         if np.ptp(col) == 0:
             raise StatisticsError(f"covariate {names[j]!r} is constant")
-        levels = np.unique(col)
-        if levels.size == 2:
-            for lev in levels:
-                if e[col == lev].sum() == 0:
-                    raise StatisticsError(f"covariate {names[j]!r}: separation")
+        if monotone_direction(data.time, e, col) != 0:
+            raise StatisticsError(f"covariate {names[j]!r}: separation")
     if k > 1 and np.linalg.matrix_rank(X - X.mean(axis=0)) < k:
         raise StatisticsError(f"covariates {list(names)} are collinear")
     centre, scale = X.mean(axis=0), X.std(axis=0)

@@ -37,7 +37,7 @@ from scipy import optimize, stats
 from mibgkit.errors import QCWarning, StatisticsError
 from mibgkit.stats import _coxfast
 from mibgkit.stats._checks import _check_outcome, _complete_cases
-from mibgkit.stats._coxcore import check_ties, fit_cox
+from mibgkit.stats._coxcore import check_ties, fit_cox, monotone_direction
 from mibgkit.stats.kaplan_meier import km_table
 
 __all__ = ["ph_test", "events_per_variable", "separation", "firth_cox"]
@@ -261,13 +261,9 @@ def separation(df: pd.DataFrame, duration: str, event: str, covariates: Sequence
     """
     covariates, t, e, X = _prepare(df, duration, event, covariates, "separation check")
     rows = []
-    ev_idx = np.flatnonzero(e == 1)
     for j, c in enumerate(covariates):
         x = X[:, j]
-        up = all(x[i] >= x[t >= t[i]].max() for i in ev_idx)
-        down = all(x[i] <= x[t >= t[i]].min() for i in ev_idx)
-        constant = np.ptp(x) == 0
-        direction = 0 if constant or (up and down) else (1 if up else (-1 if down else 0))
+        direction = monotone_direction(t, e, x)
         levels = np.unique(x)
         binary = levels.size == 2
         rows.append({
