@@ -190,6 +190,19 @@ def _notebook_parameters(name: str, params: dict, validation: str | None) -> dic
     return params
 
 
+def _kernel_manager_class():
+    """The notebooks' kernels talk over local IPC sockets (files in the Jupyter runtime folder)
+    rather than unencrypted TCP on localhost, which ipykernel warns about on every start."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class LocalKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            kwargs.setdefault("transport", "ipc")
+            super().__init__(**kwargs)
+
+    return LocalKernelManager
+
+
 def _run_report(manifest, out: Path, *, parameters, notebooks_dir, only, progress,
                 validation_manifest=None) -> pd.DataFrame:
     import papermill as pm
@@ -217,7 +230,8 @@ def _run_report(manifest, out: Path, *, parameters, notebooks_dir, only, progres
         try:
             pm.execute_notebook(str(src), str(dst), parameters=_notebook_parameters(name, params, validation),
                                 cwd=str(nb_dir), progress_bar=False,
-                                kernel_name="python3", log_output=False)
+                                kernel_name="python3", log_output=False,
+                                kernel_manager_class=_kernel_manager_class())
         except pm.PapermillExecutionError as e:
             write_text(out / f"{name}.failed.html", render_html(dst, hide_paths=hide))
             runs.append(NotebookRun(name, title, "failed", time.perf_counter() - t0, f"{name}.failed.html"))
