@@ -37,6 +37,26 @@ WORKER_MALLOC_ENV = {
 
 
 @contextmanager
+def single_threaded():
+    """Hold BLAS and ITK to one thread inside an already running process, restoring them after.
+
+    For work handed to a process pool that this module does not start (:data:`WORKER_ENV` only
+    reaches processes before they load the libraries): each task then uses one core, and ``N``
+    processes do not compete for the cores with ``N`` more threads each.
+    """
+    import SimpleITK as sitk
+    from threadpoolctl import threadpool_limits
+
+    itk_threads = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(itk_threads)
+
+
+@contextmanager
 def dask_client(*, workers: int | None = None, scheduler: str | None = None, memory_limit: str | None = "auto"):
     """A ``distributed.Client``: on ``scheduler`` if given, else on a new local cluster.
 

@@ -451,6 +451,7 @@ def _draw_design(n: int, rng: np.random.Generator, *, study: bool) -> dict | Non
     body_scale = _body_scale(ages)
     below = apportion(_MARGINS["uptake_extent"], n)["muscle_to_liver"]
     nuisance = extent = None
+    outcome = _coxfast.CoxData(np.asarray(efs_days, float), np.asarray(event, float), "breslow") if study else None
     for _attempt in range(100 if study else 1):
         draw = _nuisance_targets(rng, tl, asp, body_scale, avid=tl_high == 1)
         # Visual extent of uptake: the tumours with the lowest mean uptake relative to the liver
@@ -461,9 +462,8 @@ def _draw_design(n: int, rng: np.random.Generator, *, study: bool) -> dict | Non
             nuisance, extent = draw, ext
             break
         feats = {**_predicted_features(draw), "uptake_extent": (ext == "above_liver").astype(float)}
-        margin = min(math.log(_wald_p(efs_days, event, feats[k])) - math.log(0.05)
-                     for k in (*TABLE2_NOT_SIGNIFICANT, "uptake_extent"))
-        if margin >= math.log(2.0):  # every p at least twice 0.05
+        if all(_wald_p(efs_days, event, feats[k], data=outcome) >= 0.1  # every p at least twice 0.05
+               for k in (*TABLE2_NOT_SIGNIFICANT, "uptake_extent")):
             nuisance, extent = draw, ext
             break
     if nuisance is None:
@@ -616,18 +616,19 @@ TABLE2_SIGNIFICANT = ("bone_marrow_metastasis", "tmax_lmax", "tmax_lmean", "asph
 TABLE2_NOT_SIGNIFICANT = ("tmean_lmean", "tmean_mmean", "tmax_mmax", "max_diameter_mm")
 
 
-def _wald_p(time, event, x) -> float:
+def _wald_p(time, event, x, *, data: "_coxfast.CoxData | None" = None) -> float:
     """Wald p of a univariate Cox model (Breslow ties) on the package's partial likelihood.
 
     :mod:`mibgkit.stats._coxfast` fits it; 1.0 for a constant covariate or no events, 0.0 where
     the likelihood is monotone (separation, β → ∞: the design then certainly separates).
+    ``data``: the ``CoxData`` of ``time`` and ``event`` (Breslow) when many covariates share them.
     """
     x = np.asarray(x, dtype=float)
     e = np.asarray(event, dtype=float)
     if np.ptp(x) == 0 or e.sum() == 0:
         return 1.0
     try:
-        f = _coxfast.fit(_coxfast.CoxData(np.asarray(time, float), e, "breslow"), x[:, None], ["x"])
+        f = _coxfast.fit(data or _coxfast.CoxData(np.asarray(time, float), e, "breslow"), x[:, None], ["x"])
     except StatisticsError:
         return 0.0
     return math.erfc(abs(f.beta[0]) * math.sqrt(f.info[0, 0]) / math.sqrt(2.0))

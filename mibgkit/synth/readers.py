@@ -73,9 +73,13 @@ def reader_mask(mask: np.ndarray, spacing_zyx, habit: ReaderHabit, rng: np.rando
     reach = abs(habit.bias_mm) + 3 * habit.spread_mm + 3 * habit.wobble_mm + 10.0
     pad = np.ceil(reach / h).astype(int) + 1
     m = np.pad(np.asarray(mask, bool), [(p, p) for p in pad])
-    # signed distance (mm) of each voxel centre: − inside (to the nearest outside voxel), + outside
-    signed = np.where(m, -ndimage.distance_transform_edt(m, sampling=h),
-                      ndimage.distance_transform_edt(~m, sampling=h))
+    # signed distance (mm) of each voxel centre: − inside (to the nearest outside voxel), + outside.
+    # Inside, the mask's bounding box grown by one voxel holds every nearest outside voxel.
+    depth = np.zeros(m.shape)
+    if m.any():
+        box = tuple(slice(int(v.min()) - 1, int(v.max()) + 2) for v in np.nonzero(m))
+        depth[box] = ndimage.distance_transform_edt(m[box], sampling=h)
+    signed = np.where(m, -depth, ndimage.distance_transform_edt(~m, sampling=h))
     field = ndimage.gaussian_filter(rng.standard_normal(m.shape), _WOBBLE_LENGTH_MM / h, mode="wrap")
     field /= max(float(field.std()), 1e-12)
     radius_eq = (3.0 * m.sum() * float(np.prod(h)) / (4.0 * np.pi)) ** (1.0 / 3.0)
