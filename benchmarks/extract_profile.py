@@ -43,7 +43,8 @@ With ``--full-grid`` it also times the reference computation on the whole SPECT 
 checks that both give the same feature values.
 
 The target is a median of at most 12 ms per synthetic patient on one core (extraction stages),
-twice the read of the NM file; the last line gives the ratio of the two as measured in the run.
+twice the read of the NM file; the last line gives the ratio of the extraction to that read limit,
+a plain ``pydicom.dcmread`` and ``pixel_array`` of the same files, measured in the same run.
 """
 
 from __future__ import annotations
@@ -62,6 +63,15 @@ from pathlib import Path
 import numpy as np
 
 STAGES = ("spect_read", "roi_read", "markups_read", "resample", "spheres", "mtv", "shape", "native_shape")
+
+
+def _plain_read(spect) -> float:
+    """Seconds to read the SPECT file with pydicom alone (dataset and pixel array): the read limit."""
+    import pydicom
+
+    t0 = time.perf_counter()
+    pydicom.dcmread(spect).pixel_array
+    return time.perf_counter() - t0
 
 
 def _single_thread() -> None:
@@ -210,6 +220,7 @@ def main(argv=None) -> int:
           f"python {platform.python_version()}, {platform.machine()}, {os.cpu_count()} logical cores (1 used), "
           f"{allocator} allocator settings")
     best: list[dict] = []
+    plain_reads: list[float] = []
     rows_out: dict[str, dict] = {}
     for row in rows:
         runs = []
@@ -218,6 +229,7 @@ def main(argv=None) -> int:
             rows_out[row["patient_id"]] = extract_patient(row, native_shape=True, timings=t)
             runs.append(t)
         best.append(min(runs, key=lambda t: sum(t.values())))
+        plain_reads.append(min(_plain_read(row["spect"]) for _ in range(args.repeats)))
     median = _table("bounding-box pipeline (mibgkit.features.extract_patient)", best)
     if not args.no_batch:
         _batch(rows, args.repeats)
@@ -231,9 +243,10 @@ def main(argv=None) -> int:
             mismatches += sum(not np.array_equal(v, got[k]) for k, v in runs[0][1].items())
         reference = _table("full-grid reference (resample, MTV and shape over the whole SPECT grid)", full)
         print(f"\nspeed-up {reference / median:.2f}x; feature values {'identical' if not mismatches else f'DIFFER ({mismatches})'}")
-    read = float(np.median([t["spect_read"] for t in best]))
+    read = float(np.median(plain_reads))
     print(f"\ntarget <= 12 ms median per patient: {'met' if median <= 0.012 else 'NOT met'} ({1000 * median:.1f} ms)")
-    print(f"extraction / SPECT read, both measured in this run: {median / read:.2f}x "
+    print(f"extraction / plain read of the NM file (pydicom.dcmread + pixel_array, {1000 * read:.1f} ms median), "
+          f"both measured in this run: {median / read:.2f}x "
           f"(target <= 2x, the 12 ms being twice a read of about 6 ms: {'met' if median <= 2 * read else 'NOT met'})")
     return 0
 

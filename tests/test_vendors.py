@@ -334,6 +334,30 @@ def test_compressed_files_read_everywhere_and_are_deterministic(tmp_path, counts
         assert nm_path.stat().st_size < (tmp_path / "plain.dcm").stat().st_size
 
 
+def test_deflated_files_read_as_pydicom_reads_them(tmp_path, counts):
+    """The ISA-L inflate of the file door gives pydicom's own dataset, for every vendor layout
+    written deflated; a truncated deflate stream is a clear input error naming the file."""
+    from mibgkit.dicom_image import _dcmread
+
+    for vendor in VENDORS:
+        out = write_spect(counts, tmp_path / vendor, spacing=SPACING, origin=ORIGIN, identity=IDENTITY,
+                          vendor=vendor, compression="deflate")
+        for path in sorted(out.iterdir()) if out.is_dir() else [out]:
+            ours, theirs = _dcmread(path), pydicom.dcmread(path)
+            assert ours.file_meta.TransferSyntaxUID == pydicom.uid.DeflatedExplicitVRLittleEndian
+            assert ours == theirs and ours.file_meta == theirs.file_meta and ours.preamble == theirs.preamble
+            assert ours.original_encoding == theirs.original_encoding and ours.filename == theirs.filename
+            np.testing.assert_array_equal(ours.pixel_array, theirs.pixel_array)
+    plain = write_nm_multiframe(counts, tmp_path / "plain.dcm", spacing=SPACING, origin=ORIGIN, identity=IDENTITY)
+    assert _dcmread(plain) == pydicom.dcmread(plain)  # other transfer syntaxes: pydicom itself
+    whole = write_nm_multiframe(counts, tmp_path / "whole.dcm", spacing=SPACING, origin=ORIGIN, identity=IDENTITY,
+                                compression="deflate")
+    cut = tmp_path / "cut.dcm"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    with pytest.raises(InputError, match="cut.dcm.*truncated or corrupt"):
+        load_image(cut, patient="NB001")
+
+
 def test_write_spect_places_every_layout(tmp_path, counts):
     for vendor in VENDORS:
         out = write_spect(counts, tmp_path / vendor, spacing=SPACING, origin=ORIGIN, identity=IDENTITY, vendor=vendor)
