@@ -150,6 +150,27 @@ def test_ct_is_reconstructed_inside_the_inscribed_circle():
     assert hu[1, 0, 0] != -1024 and hu[0, 0, 0] != -1024  # the column holding body is reconstructed
 
 
+def test_ct_noise_is_normal_about_the_tissue_value():
+    from scipy import stats
+
+    from mibgkit.synth.anatomy import TISSUES, ct_numbers
+
+    labels = np.full((40, 64, 64), TISSUES["liver"], np.uint8)
+    labels[:, :, 32:] = TISSUES["air"]
+    hu = ct_numbers(labels, np.random.default_rng(3), noise_hu=18.0)
+    inner = np.zeros(labels.shape[1:], bool)
+    inner[16:48, 16:48] = True  # inside the reconstructed circle
+    for tissue, mean, sd in (("liver", 58.0, 18.0), ("air", -1000.0, 6.0)):
+        x = hu[:, inner & (labels[0] == TISSUES[tissue])].astype(float).ravel()
+        assert abs(x.mean() - mean) < 0.1 * sd / 2 and abs(x.std() - np.sqrt(sd**2 + 1 / 12)) < 0.02 * sd, tissue
+        # rounded normal: the share at each integer matches the normal's mass over [k - ½, k + ½]
+        k = np.arange(int(mean - 3 * sd), int(mean + 3 * sd) + 1)
+        want = stats.norm.cdf(k + 0.5, mean, sd) - stats.norm.cdf(k - 0.5, mean, sd)
+        got = np.array([(x == v).mean() for v in k])
+        assert np.abs(got - want).max() < 0.004, tissue
+    assert ct_numbers(labels, np.random.default_rng(3)).tobytes() == hu.tobytes()  # reproducible for a seed
+
+
 # ---------------------------------------------------------------------------- a small cohort
 
 

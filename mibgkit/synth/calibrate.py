@@ -24,39 +24,47 @@ _ASP_TOL = 0.03  # accepted |ASP - target|
 _ASP_MARGIN = 0.012  # measured ASP must clear the cut-off by this much on the target's side
 
 
-def nearest_points(target: Grid, source: Grid, lo, hi) -> tuple[np.ndarray, np.ndarray]:
+def nearest_points(target: Grid, source: Grid, lo, hi) -> tuple[np.ndarray, tuple, np.ndarray]:
     """For the target voxels ``lo <= idx < hi``: the physical centres of the nearest source voxels.
 
     This is what nearest-neighbour resampling of a mask on ``source`` onto ``target`` reads
-    (index rounded half up, as ITK does). Returns the points ``(n, 3)`` and whether each nearest
-    index lies inside ``source``.
+    (index rounded half up, as ITK does). Both grids are axis-aligned, so the nearest index is
+    found axis by axis, and where the source is coarser along an axis (5 mm CT slices under 3 mm
+    SPECT slices) several target voxels read the same source voxel.
+
+    Returns
+    -------
+    points : ndarray, shape (nz, ny, nx, 3)
+        The distinct source centres read (LPS mm, ``x, y, z``), as a grid in numpy order.
+    index : tuple of three 1-D int arrays
+        Per target axis ``(z, y, x)``, the position of each target voxel's source centre on that
+        grid: ``values[np.ix_(*index)]`` spreads values on it onto the target box.
+    ok : ndarray of bool, shape ``hi - lo``
+        Whether each nearest index lies inside ``source``.
     """
     sub = target.crop(lo, hi)
-    z, y, x = sub.axes()
     o = np.asarray(source.origin)
     s = np.asarray(source.spacing)
-    ix = np.floor((x - o[0]) / s[0] + 0.5)
-    iy = np.floor((y - o[1]) / s[1] + 0.5)
-    iz = np.floor((z - o[2]) / s[2] + 0.5)
-    ok_x = (ix >= 0) & (ix < source.shape[2])
-    ok_y = (iy >= 0) & (iy < source.shape[1])
-    ok_z = (iz >= 0) & (iz < source.shape[0])
-    px, py, pz = o[0] + ix * s[0], o[1] + iy * s[1], o[2] + iz * s[2]
-    zz, yy, xx = np.meshgrid(pz, py, px, indexing="ij")
-    okz, oky, okx = np.meshgrid(ok_z, ok_y, ok_x, indexing="ij")
-    pts = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
-    return pts, (okz & oky & okx).ravel()
-
-
+    centres, index, ok = [], [], []
+    for axis, t in enumerate(sub.axes()):  # z, y, x
+        a = 2 - axis  # the same axis in (x, y, z) order
+        i = np.floor((t - o[a]) / s[a] + 0.5)
+        ok.append((i >= 0) & (i < source.shape[axis]))
+        distinct, inverse = np.unique(i, return_inverse=True)
+        centres.append(o[a] + distinct * s[a])
+        index.append(inverse.reshape(-1))
+    zz, yy, xx = np.meshgrid(*centres, indexing="ij")
+    inside_source = ok[0][:, None, None] & ok[1][None, :, None] & ok[2][None, None, :]
+    return np.stack([xx, yy, zz], axis=-1), tuple(index), inside_source
 
 
 def roi_on_spect(shape: tumour.TumourShape, amplitude: float, spect: Grid, drawn_on: Grid):
     """The analyst's ROI (drawn on ``drawn_on``) as the pipeline sees it on the SPECT grid (crop)."""
     r = tumour.reach_mm(shape, amplitude)
     lo, hi = spect.box_around(shape.centre, r, margin_vox=1)
-    pts, ok = nearest_points(spect, drawn_on, lo, hi)
-    mask = (tumour.inside(shape, pts, amplitude) & ok).reshape(tuple(hi - lo))
-    return mask, lo
+    points, index, ok = nearest_points(spect, drawn_on, lo, hi)
+    drawn = tumour.inside(shape, points.reshape(-1, 3), amplitude).reshape(points.shape[:3])
+    return drawn[np.ix_(*index)] & ok, lo
 
 
 def _measure_shape(mask: np.ndarray, spacing_zyx) -> dict:

@@ -137,7 +137,8 @@ def write_ct_series(
     hu = arr if np.issubdtype(arr.dtype, np.integer) and arr.itemsize <= 2 else np.rint(arr).astype(np.int64)
     lo, hi = int(hu.min()), int(hu.max())
     if lo >= -1024 and hi <= 3071:
-        pixels, signed, intercept, bits = (hu.astype(np.int32) + 1024).astype(np.uint16), False, -1024, 12
+        # hu + 1024 as uint16: int16 bits reinterpreted, then + 1024 modulo 2**16 (one pass, no wider copy)
+        pixels, signed, intercept, bits = hu.astype(np.int16).view(np.uint16) + np.uint16(1024), False, -1024, 12
     elif lo >= -32768 and hi <= 32767:
         pixels, signed, intercept, bits = hu.astype(np.int16), True, 0, 16
     else:
@@ -300,6 +301,7 @@ class _SeriesEncoder:
         if self._syntax == RLELossless:
             self._vr[Tag("PixelData")] = "OB"
         self._sop_class = template.SOPClassUID
+        self._meta: dict[int, tuple[bytes, bytes]] = {}  # UID length -> file meta around the UID's value
         parts = [_buffer() for _ in range(len(self._cut) + 1)]
         for tag in sorted(template.keys()):
             if tag in self._vr or (tag.element == 0 and tag.group > 6):
@@ -321,8 +323,28 @@ class _SeriesEncoder:
                                   is_undefined_length=tag == 0x7FE00010 and self._syntax == RLELossless)
             write_data_element(body, element, self._encoding)
             body.write(part)
-        path.write_bytes(_file_bytes(self._sop_class, values["SOPInstanceUID"], body.getvalue(), self._syntax))
+        path.write_bytes(self._file_meta(str(values["SOPInstanceUID"])) + _dataset_bytes(body.getvalue(), self._syntax))
         return path
+
+    def _file_meta(self, sop_instance: str) -> bytes:
+        """Preamble and file meta information of one file: pydicom's encoding, made once per UID length.
+
+        The files of a series differ in their meta information only by the value of Media Storage SOP
+        Instance UID (0002,0003), so the bytes around that value are kept from pydicom's encoding of the
+        first file with a UID of that (even-padded) length. Encoding the meta information anew took
+        0.8 ms a file, 60 ms of a CT series' 140.
+        """
+        value = sop_instance.encode("ascii")
+        value += b"\0" * (len(value) % 2)  # PS3.5 6.2: UI padded with NUL to even length
+        if len(value) not in self._meta:
+            meta = _file_meta(self._sop_class, sop_instance, self._syntax)
+            header = b"\x02\x00\x03\x00UI" + len(value).to_bytes(2, "little")
+            at = meta.index(header) + len(header)
+            if meta[at:at + len(value)] != value:  # pragma: no cover - pydicom changed its encoding
+                raise RuntimeError("file meta information: Media Storage SOP Instance UID not where expected")
+            self._meta[len(value)] = (meta[:at], meta[at + len(value):])
+        head, tail = self._meta[len(value)]
+        return head + value + tail
 
 
 def _buffer() -> DicomBytesIO:
@@ -339,8 +361,8 @@ def _transfer_syntax(compression: str):
         raise ValueError(f"compression {compression!r}: choose one of {', '.join(COMPRESSIONS)}") from None
 
 
-def _file_bytes(sop_class, sop_instance, body: bytes, syntax) -> bytes:
-    """Preamble, file meta information (PS3.10 7.1) and the encoded dataset, deflated if asked."""
+def _file_meta(sop_class, sop_instance, syntax) -> bytes:
+    """Preamble and file meta information (PS3.10 7.1), encoded by pydicom."""
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = sop_class
     meta.MediaStorageSOPInstanceUID = sop_instance
@@ -348,12 +370,16 @@ def _file_bytes(sop_class, sop_instance, body: bytes, syntax) -> bytes:
     fp = _buffer()
     fp.write(b"\0" * 128 + b"DICM")
     write_file_meta_info(fp, meta, enforce_standard=True)
+    return fp.getvalue()
+
+
+def _dataset_bytes(body: bytes, syntax) -> bytes:
+    """The encoded dataset as it follows the file meta information: deflated for the Deflated syntax."""
     if syntax == DeflatedExplicitVRLittleEndian:  # PS3.5 A.5: raw deflate, padded to even length
         compressor = isal_zlib.compressobj(DEFLATE_LEVEL, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
         body = compressor.compress(body) + compressor.flush()
         body += b"\0" * (len(body) % 2)
-    fp.write(body)
-    return fp.getvalue()
+    return body
 
 
 def _rle_frame(frame: np.ndarray, module: Mapping[str, object]) -> bytes:
@@ -381,7 +407,7 @@ def _save(ds: Dataset, path: Path, compression: str = "none") -> Path:
     body = _buffer()
     write_dataset(body, correct_ambiguous_vr(ds, True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_file_bytes(ds.SOPClassUID, ds.SOPInstanceUID, body.getvalue(), syntax))
+    path.write_bytes(_file_meta(ds.SOPClassUID, ds.SOPInstanceUID, syntax) + _dataset_bytes(body.getvalue(), syntax))
     return path
 
 

@@ -254,33 +254,43 @@ def uptake_patterns(shape: TumourShape, grid: Grid, amplitude: float, rng: np.ra
     """
     z, y, x = grid.axes()
     sx, sy, sz = grid.spacing
+    # Every pattern is multiplied by the occupancy, which is zero beyond the solid's reach: the voxels
+    # are evaluated over the reach's box only (a tenth of a crop that holds the blur's tails) and
+    # zero elsewhere. The texture's random field covers the whole grid, as its draws and filter do.
+    lo, hi = grid.box_around(shape.centre, reach_mm(shape, amplitude), margin_vox=1)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+    zb, yb, xb = z[box[0]], y[box[1]], x[box[2]]
+    sub = (zb.size, yb.size, xb.size)
     offsets = (np.arange(supersample) + 0.5) / supersample - 0.5
-    occ = np.zeros(grid.shape, dtype=np.float32)
-    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    occ = np.zeros(sub, dtype=np.float32)
+    zz, yy, xx = np.meshgrid(zb, yb, xb, indexing="ij")
     for oz in offsets:
         for oy in offsets:
             for ox in offsets:
                 pts = np.stack([(xx + ox * sx).ravel(), (yy + oy * sy).ravel(), (zz + oz * sz).ravel()], axis=1)
-                occ += inside(shape, pts, amplitude).reshape(grid.shape)
+                occ += inside(shape, pts, amplitude).reshape(sub)
     occ /= supersample**3
-    centres = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
-    q = (centres - shape.centre) @ shape.rotation / shape.scale
-    rho = np.sqrt(((q / shape.radii) ** 2).sum(axis=1)).reshape(grid.shape)
 
     texture = ndimage.gaussian_filter(rng.standard_normal(grid.shape).astype(np.float32), 6.0 / sx)
     texture /= max(float(texture.std()), 1e-6)
-    base = 1.0 + 0.18 * texture
+    base = 1.0 + 0.18 * texture[box]
     if necrosis > 0:
         shift = rng.normal(0, 0.15, 3)
-        rn = np.sqrt((((q - shift) / shape.radii) ** 2).sum(axis=1)).reshape(grid.shape)
+        centres = np.stack([xx.ravel(), yy.ravel(), zz.ravel()], axis=1)
+        q = (centres - shape.centre) @ shape.rotation / shape.scale
+        rn = np.sqrt((((q - shift) / shape.radii) ** 2).sum(axis=1)).reshape(sub)
         viable = np.clip((rn - necrosis) / 0.15, 0.0, 1.0)
         base = base * (0.15 + 0.85 * viable)
-    hot = np.zeros(grid.shape, dtype=np.float32)
+    hot = np.zeros(sub, dtype=np.float32)
     for _ in range(max(int(n_hot), 0)):
         d = _unit(rng, 1)[0] * rng.uniform(0.0, 0.55)
         p = shape.centre + shape.rotation @ (d * shape.radii) * shape.scale
         sigma = rng.uniform(2.5, 4.5)
-        r2 = ((centres - p) ** 2).sum(axis=1).reshape(grid.shape)
+        # squared distance to the focus, (dx² + dy²) + dz² as a row sum over (x, y, z) adds them
+        r2 = (((xb - p[0]) ** 2)[None, None, :] + ((yb - p[1]) ** 2)[None, :, None]) + ((zb - p[2]) ** 2)[:, None, None]
         hot = np.maximum(hot, np.exp(-0.5 * r2 / sigma**2).astype(np.float32))
-    del rho
-    return (np.maximum(base, 0.0) * occ).astype(np.float32), (hot * occ).astype(np.float32), occ
+    out = [np.zeros(grid.shape, dtype=np.float32) for _ in range(3)]
+    out[0][box] = np.maximum(base, 0.0) * occ
+    out[1][box] = hot * occ
+    out[2][box] = occ
+    return tuple(out)
