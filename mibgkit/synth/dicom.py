@@ -12,8 +12,9 @@ Compression (``compression=``)
 ------------------------------
 ``"none"`` (Explicit VR Little Endian, the writers' default), ``"deflate"`` (Deflated Explicit VR Little
 Endian, PS3.5 A.5: the dataset after the file meta information compressed to a raw deflate stream at
-level :data:`DEFLATE_LEVEL` by ISA-L (``isal``, Intel's deflate, about four times faster than zlib here
-for the same size); the synthetic cohort's default, read by pydicom, GDCM/SimpleITK and highdicom),
+the level :data:`DEFLATE_LEVEL` gives its modality, by ISA-L (``isal``, Intel's deflate, about four times
+faster than zlib here for the same size); the synthetic cohort's default, read by pydicom, GDCM/SimpleITK
+and highdicom),
 or ``"rle"`` (RLE Lossless, PS3.5 G, pydicom's own encoder; not for Float Pixel Data). Both are
 lossless and deterministic: the same inputs give the same bytes (with the same ISA-L).
 
@@ -68,11 +69,12 @@ __all__ = ["COMPRESSIONS", "DEFLATE_LEVEL", "write_ct_series"]
 #: Transfer syntax of each ``compression`` choice.
 COMPRESSIONS = {"none": ExplicitVRLittleEndian, "deflate": DeflatedExplicitVRLittleEndian, "rle": RLELossless}
 
-#: ISA-L level of Deflated Explicit VR Little Endian (its highest). On the synthetic CT (noise, which no
-#: level compresses much), the largest patient's series: ISA-L level 3 4.23 MB in 0.03 s, level 1 4.35 MB
-#: in 0.025 s; zlib level 1 4.22 MB in 0.11 s (measured in the same run). Level 1 would put that patient
-#: over 5 MB.
-DEFLATE_LEVEL = 3
+#: ISA-L level (0-3) of Deflated Explicit VR Little Endian, by Modality; other modalities level 2. Measured
+#: on the synthetic cohort's largest patient, each in the same run: the CT series (noise, which no level
+#: compresses much) 4.32 MB in 48 ms at level 3, 4.36 MB in 31 ms at level 2, 4.45 MB in 30 ms at level 1
+#: (zlib level 1: 4.30 MB in 112 ms); the NM file (sparse counts) 589 kB in 4.4 ms at level 2, 597 kB in
+#: 16 ms at level 3. CT keeps level 3 so that the largest patient stays under 5 MB (4.95; 4.99 at level 2).
+DEFLATE_LEVEL = {"CT": 3, "NM": 2}
 
 #: Identity attributes every file carries (DICOM type 2: present, possibly empty).
 _IDENTITY_DEFAULTS: dict[str, object] = {
@@ -301,6 +303,7 @@ class _SeriesEncoder:
         if self._syntax == RLELossless:
             self._vr[Tag("PixelData")] = "OB"
         self._sop_class = template.SOPClassUID
+        self._modality = str(template.get("Modality", ""))
         self._meta: dict[int, tuple[bytes, bytes]] = {}  # UID length -> file meta around the UID's value
         parts = [_buffer() for _ in range(len(self._cut) + 1)]
         for tag in sorted(template.keys()):
@@ -323,7 +326,8 @@ class _SeriesEncoder:
                                   is_undefined_length=tag == 0x7FE00010 and self._syntax == RLELossless)
             write_data_element(body, element, self._encoding)
             body.write(part)
-        path.write_bytes(self._file_meta(str(values["SOPInstanceUID"])) + _dataset_bytes(body.getvalue(), self._syntax))
+        meta = self._file_meta(str(values["SOPInstanceUID"]))
+        path.write_bytes(meta + _dataset_bytes(body.getvalue(), self._syntax, self._modality))
         return path
 
     def _file_meta(self, sop_instance: str) -> bytes:
@@ -373,10 +377,11 @@ def _file_meta(sop_class, sop_instance, syntax) -> bytes:
     return fp.getvalue()
 
 
-def _dataset_bytes(body: bytes, syntax) -> bytes:
+def _dataset_bytes(body: bytes, syntax, modality: str) -> bytes:
     """The encoded dataset as it follows the file meta information: deflated for the Deflated syntax."""
     if syntax == DeflatedExplicitVRLittleEndian:  # PS3.5 A.5: raw deflate, padded to even length
-        compressor = isal_zlib.compressobj(DEFLATE_LEVEL, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
+        level = DEFLATE_LEVEL.get(modality, 2)
+        compressor = isal_zlib.compressobj(level, isal_zlib.DEFLATED, -isal_zlib.MAX_WBITS)
         body = compressor.compress(body) + compressor.flush()
         body += b"\0" * (len(body) % 2)
     return body
@@ -407,7 +412,8 @@ def _save(ds: Dataset, path: Path, compression: str = "none") -> Path:
     body = _buffer()
     write_dataset(body, correct_ambiguous_vr(ds, True))
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(_file_meta(ds.SOPClassUID, ds.SOPInstanceUID, syntax) + _dataset_bytes(body.getvalue(), syntax))
+    path.write_bytes(_file_meta(ds.SOPClassUID, ds.SOPInstanceUID, syntax)
+                     + _dataset_bytes(body.getvalue(), syntax, str(ds.get("Modality", ""))))
     return path
 
 

@@ -73,17 +73,23 @@ def reader_mask(mask: np.ndarray, spacing_zyx, habit: ReaderHabit, rng: np.rando
     reach = abs(habit.bias_mm) + 3 * habit.spread_mm + 3 * habit.wobble_mm + 10.0
     pad = np.ceil(reach / h).astype(int) + 1
     m = np.pad(np.asarray(mask, bool), [(p, p) for p in pad])
-    # signed distance (mm) of each voxel centre: − inside (to the nearest outside voxel), + outside.
-    # Inside, the mask's bounding box grown by one voxel holds every nearest outside voxel.
-    depth = np.zeros(m.shape)
-    if m.any():
-        box = tuple(slice(int(v.min()) - 1, int(v.max()) + 2) for v in np.nonzero(m))
-        depth[box] = ndimage.distance_transform_edt(m[box], sampling=h)
-    signed = np.where(m, -depth, ndimage.distance_transform_edt(~m, sampling=h))
     field = ndimage.gaussian_filter(rng.standard_normal(m.shape), _WOBBLE_LENGTH_MM / h, mode="wrap")
     field /= max(float(field.std()), 1e-12)
     radius_eq = (3.0 * m.sum() * float(np.prod(h)) / (4.0 * np.pi)) ** (1.0 / 3.0)
     offset = habit.bias_mm + habit.spread_mm * rng.standard_normal() + habit.wobble_mm * field
+    # Signed distance (mm) of each voxel centre: − inside (to the nearest outside voxel), + outside (to
+    # the nearest inside one). Each is taken over a box only: inside, the mask's bounding box grown by one
+    # voxel holds every nearest outside voxel; outside, only voxels nearer than the largest offset can
+    # join the ROI, and those lie within the box grown by that distance (farther ones count as infinite).
+    if not m.any():  # nothing drawn, nothing to redraw
+        return m, pad
+    signed = np.full(m.shape, np.inf)
+    nz = np.nonzero(m)
+    box = tuple(slice(int(v.min()) - 1, int(v.max()) + 2) for v in nz)
+    signed[box] = -ndimage.distance_transform_edt(m[box], sampling=h)
+    grow = np.ceil(max(float(offset.max()), 0.0) / h).astype(int) + 1
+    box = tuple(slice(max(int(v.min()) - g, 0), int(v.max()) + g + 1) for v, g in zip(nz, grow))
+    signed[box] = np.where(m[box], signed[box], ndimage.distance_transform_edt(~m[box], sampling=h))
     # nobody misses the core of a tumour they can see: voxels deeper than half the deepest stay in
     out = (signed < offset) | (signed <= 0.5 * float(signed.min()))
     surface = np.argwhere(m & ~ndimage.binary_erosion(m))
