@@ -175,15 +175,22 @@ def _tile_ids_touching(shape, lo, hi) -> set[int]:
     return ids
 
 
-def _poisson(lam: np.ndarray, counts: np.ndarray, tiles, ids, entropy: int) -> None:
+def _poisson(expect, counts: np.ndarray, tiles, ids, entropy: int, drawn: dict | None = None) -> None:
     """Draw Poisson counts in the listed tiles; each tile has its own reproducible stream.
 
-    A tile whose expectation is zero throughout holds zero counts (what the draw gives there,
-    without drawing: the stream is the tile's own, so no other tile changes).
+    ``expect(tile)`` gives the expectation over a tile (its slices). A tile whose expectation is
+    zero throughout holds zero counts (what the draw gives there, without drawing: the stream is
+    the tile's own, so no other tile changes). With ``drawn`` (a dict kept between calls), a tile
+    whose expectation equals the one it was last drawn from keeps its counts: the same stream and
+    the same expectation give the same draw.
     """
     for t in ids:
         sl = tiles[t]
-        part = lam[sl]
+        part = expect(sl)
+        if drawn is not None:
+            if t in drawn and np.array_equal(drawn[t], part):
+                continue
+            drawn[t] = part
         if not part.max() > 0.0:
             counts[sl] = 0
             continue
@@ -337,13 +344,22 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
     target_ml = float(row["target_mmax_lmax"])
     tl_high = bool(row["tl_high"])
 
-    def expectation(c_t, eta, c_m):
-        lam = c_liver * b_liver + c_m * b_muscle
-        lam[box] += c_t * (b_t0 + eta * b_t1)
+    whole = tuple(slice(0, n) for n in spect.shape)
+    drawn: dict = {}
+
+    def expectation(c_t, eta, c_m, sl=whole):
+        """Expected counts over the voxels ``sl`` (slices from 0; default the whole grid)."""
+        lam = c_liver * b_liver[sl] + c_m * b_muscle[sl]
+        a = [max(s.start, lo) for s, lo in zip(sl, t_lo)]
+        b = [min(s.stop, hi) for s, hi in zip(sl, t_hi)]
+        if all(x < y for x, y in zip(a, b)):  # where the tiles meet the tumour's box
+            local = tuple(slice(x - s.start, y - s.start) for x, y, s in zip(a, b, sl))
+            inner = tuple(slice(x - lo, y - lo) for x, y, lo in zip(a, b, t_lo))
+            lam[local] += c_t * (b_t0[inner] + eta * b_t1[inner])
         return lam
 
-    def measure(lam):
-        _poisson(lam, counts, tiles, needed, entropy)
+    def measure(c_t, eta, c_m):
+        _poisson(lambda sl: expectation(c_t, eta, c_m, sl), counts, tiles, needed, entropy, drawn)
         t = counts[roi_idx]
         liver = counts[spheres["liver"]]
         ml = counts[spheres["muscle_left"]]
@@ -353,13 +369,13 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
                 "mmean": 0.5 * (float(ml.mean()) + float(mr.mean()))}
 
     # First pass without tumour: liver and muscle references; set muscle activity.
-    m = measure(expectation(0.0, 0.0, c_muscle))
+    m = measure(0.0, 0.0, c_muscle)
     for _ in range(4):
         ratio = m["mmax"] / m["lmax"]
         if abs(ratio / target_ml - 1.0) < 0.08:
             break
         c_muscle *= float(np.clip((target_ml / ratio) ** 1.15, 0.4, 2.5))
-        m = measure(expectation(0.0, 0.0, c_muscle))
+        m = measure(0.0, 0.0, c_muscle)
 
     # Tumour concentration and hot-focus strength from the noise-free expectation.
     lam0 = expectation(0.0, 0.0, c_muscle)
@@ -391,7 +407,7 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
 
     peak = float(np.max(t0_r + eta * t1_r))
     for attempt in range(12):
-        m = measure(expectation(c_t, eta, c_muscle))
+        m = measure(c_t, eta, c_muscle)
         tl = m["tmax"] / m["lmax"]
         ok = abs(tl / target_tl - 1.0) <= _TL_TOL and (
             tl >= TMAX_LMAX_CUTOFF * (1 + _TL_MARGIN) if tl_high else tl <= TMAX_LMAX_CUTOFF * (1 - _TL_MARGIN))
@@ -408,7 +424,7 @@ def simulate_patient(row: Mapping, seed_entropy: int, out_dir: str | os.PathLike
 
     # Final Poisson draw everywhere; then measure exactly as the pipeline does.
     lam = expectation(c_t, eta, c_muscle)
-    _poisson(lam, counts, tiles, set(range(len(tiles))) - needed, entropy)
+    _poisson(lambda sl: lam[sl], counts, tiles, set(range(len(tiles))) - needed, entropy)
     del lam, b_liver, b_muscle
     spect_counts = np.clip(counts, 0, 65535).astype(np.uint16)
     spect_img = _sitk(spect_counts, spect)
