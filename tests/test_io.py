@@ -222,6 +222,43 @@ def test_ct_series_round_trip_sorted_by_geometry(tmp_path):
     assert ds.SOPClassUID == pydicom.uid.CTImageStorage and ds.RescaleIntercept == -1024
 
 
+def _pydicom_file_meta(sop_class, sop_instance, syntax) -> bytes:
+    from pydicom.dataset import FileMetaDataset
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_file_meta_info
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = sop_class
+    meta.MediaStorageSOPInstanceUID = sop_instance
+    meta.TransferSyntaxUID = syntax
+    fp = DicomBytesIO()
+    fp.write(b"\0" * 128 + b"DICM")
+    write_file_meta_info(fp, meta, enforce_standard=True)
+    return fp.getvalue()
+
+
+@pytest.mark.parametrize("compression", ["none", "deflate"])
+def test_ct_series_file_meta_is_pydicoms_for_each_file(tmp_path, compression):
+    """Each file's meta information is the bytes pydicom writes for it (the writer reuses them)."""
+    from mibgkit.synth.dicom import _SeriesEncoder
+
+    hu = np.random.default_rng(3).integers(-1024, 1500, (12, 4, 5))
+    folder = write_ct_series(hu, tmp_path / "ct", spacing=SPACING, origin=ORIGIN, identity=IDENTITY,
+                             compression=compression)
+    for f in sorted(folder.iterdir()):
+        ds = pydicom.dcmread(f)
+        want = _pydicom_file_meta(ds.SOPClassUID, ds.SOPInstanceUID, ds.file_meta.TransferSyntaxUID)
+        assert f.read_bytes().startswith(want), f.name
+    # UIDs of other lengths (odd ones padded) each get their own bytes around the UID
+    template = pydicom.dcmread(f)
+    encoder = _SeriesEncoder(template, ["SOPInstanceUID"], compression)
+    for uid in ("1.2.3", "1.2.34", "1.2.3.4.5.6.7.8.9.10.11", "1.2.3", "1.2.345"):
+        out = encoder.save(tmp_path / "one.dcm", {"SOPInstanceUID": uid})
+        assert out.read_bytes().startswith(_pydicom_file_meta(template.SOPClassUID, uid,
+                                                              template.file_meta.TransferSyntaxUID)), uid
+        assert pydicom.dcmread(out).SOPInstanceUID == uid
+
+
 def test_ct_series_signed_values(tmp_path):
     hu = np.random.default_rng(2).integers(-3000, 3000, SHAPE)
     folder = write_ct_series(hu, tmp_path / "ct", spacing=SPACING, origin=ORIGIN, identity=IDENTITY)

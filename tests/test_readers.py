@@ -177,6 +177,31 @@ def test_reader_mask_is_deterministic_padded_and_overlaps_like_a_human_reader():
     assert n == 1
 
 
+@pytest.mark.parametrize("bias_mm", [-4.0, 1.0, 6.0, 14.0])
+def test_reader_boundary_moves_by_the_signed_distance(bias_mm):
+    """With a fixed offset (no spread, wobble, blob or missed lobe) the reader's ROI is every voxel
+    whose signed distance to the boundary is below it, distances taken over the whole padded grid."""
+    from dataclasses import replace
+
+    from scipy import ndimage
+
+    h = (5.0, 1.5, 1.5)
+    mask = np.zeros((14, 60, 50), bool)
+    mask[4:10, 10:40, 8:20] = True
+    mask[6:8, 30:52, 18:44] = True  # an L: nearest boundary points in several directions
+    habit = replace(HABITS["R2"], bias_mm=bias_mm, spread_mm=0.0, wobble_mm=0.0, p_adjacent=0.0,
+                    p_lobe_missed=0.0)
+    got, pad = reader_mask(mask, h, habit, np.random.default_rng(5))
+    m = np.pad(mask, [(p, p) for p in pad])
+    signed = np.where(m, -ndimage.distance_transform_edt(m, sampling=h), ndimage.distance_transform_edt(~m, sampling=h))
+    want = (signed < bias_mm) | (signed <= 0.5 * signed.min())
+    labels, n = ndimage.label(want)
+    if n > 1:
+        want = labels == 1 + int(np.argmax(np.bincount(labels.ravel())[1:]))
+    np.testing.assert_array_equal(got, want)
+    assert got.sum() >= mask.sum() if bias_mm > 0 else got.sum() < mask.sum()
+
+
 def test_report_07_renders_without_a_second_reader(small_cohort, tmp_path):
     from mibgkit.report import run_report
 

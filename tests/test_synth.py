@@ -115,6 +115,32 @@ def test_tumour_amplitude_roughens_the_surface():
     assert asp[0] < 0.25 < asp[1] < asp[2]
 
 
+@pytest.mark.parametrize("necrosis, n_hot", [(0.0, 1), (0.45, 3)])
+def test_uptake_patterns_live_inside_the_solid(necrosis, n_hot):
+    """Occupancy at one sample per voxel is the solid at the voxel centres of the whole grid (the
+    patterns are evaluated over the solid's reach only); nothing is taken up outside it."""
+    from mibgkit.synth.tumour import uptake_patterns
+
+    shape = draw_tumour(np.random.default_rng(8), (4.0, -6.0, 10.0), 14.0, spiculated=0.9)
+    g = Grid((40, 44, 42), (3.0, 3.0, 3.0), (-60.5, -70.5, -50.5))  # blur-sized margins around it
+    base, hot, occ = uptake_patterns(shape, g, 1.0, np.random.default_rng(2), necrosis=necrosis, n_hot=n_hot,
+                                     supersample=1)
+    solid = inside(shape, g.points(), 1.0).reshape(g.shape)
+    assert solid.sum() > 100 and (~solid).sum() > 10 * solid.sum()
+    np.testing.assert_array_equal(occ, solid.astype(np.float32))
+    assert not base[~solid].any() and not hot[~solid].any()
+    assert base[solid].min() >= 0 and 0.2 < float(np.median(base[solid])) < 1.5
+    assert 0 < hot.max() <= 1.0
+    # a hot focus: Gaussian of 2.5-4.5 mm SD, so it halves within 3-5.3 mm of its peak
+    peak = np.unravel_index(np.argmax(hot), hot.shape)
+    assert hot[peak] > 0.5
+    for ax in range(3 if n_hot == 1 else 0):
+        step = list(peak)
+        step[ax] += 2  # 6 mm away
+        if step[ax] < hot.shape[ax] and solid[tuple(step)]:
+            assert hot[tuple(step)] < 0.5 * hot[peak]
+
+
 def test_system_blur_over_the_activity_box_equals_the_whole_grid():
     from scipy import ndimage
 

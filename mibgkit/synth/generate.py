@@ -561,7 +561,7 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | No
         ``siemens``, or the ``centre``'s scanner.
     compression : str
         DICOM transfer syntax of SPECT and CT: ``"deflate"`` (default, Deflated Explicit VR Little
-        Endian, 4.3 MB per patient on average for the default cohort, 3.8–4.9 MB), ``"rle"`` (RLE
+        Endian, 4.3 MB per patient on average for the default cohort, 3.8–4.96 MB), ``"rle"`` (RLE
         Lossless, larger on noisy CT) or ``"none"`` (14.6 MB).
     centre : str, optional
         Write a cohort of another department instead of the paper's (:mod:`mibgkit.synth.centres`:
