@@ -29,8 +29,10 @@ test-deps:
 test: $(STAMP) test-deps
 	$(BIN)/python -m pytest -q
 
+# pyradiomics 3.0.1 builds from source and imports numpy in its setup script: built without isolation.
 benchmark: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e ".[bench]"
+	$(BIN)/python -m pip install --quiet wheel
+	$(BIN)/python -m pip install --quiet --no-build-isolation "pyradiomics==3.0.1"
 	$(BIN)/python benchmarks/shape_vs_pyradiomics.py
 
 clean:
