@@ -9,8 +9,9 @@ pyradiomics is a benchmark-only extra (see benchmarks/README.md for how to insta
 Both libraries get the same SimpleITK mask image (spacing attached). Timed, per mask:
 
 ``mibgkit``
-    ``mibgkit.shape.shape_features(mask)``: crop to the bounding box, pad, marching cubes,
-    volume, surface, sphericity, asphericity, maximum diameter (exact, pruned pair search).
+    ``mibgkit.shape.shape_features(mask)``: crop to the bounding box, pad, the marching-cubes
+    configurations of the cubes the surface crosses, volume and surface from per-configuration
+    integrals, sphericity, asphericity, maximum diameter (exact, pruned pair search).
 ``pyrad``
     ``radiomics.shape.RadiomicsShape(mask, mask, label=1)`` then ``MeshVolume``,
     ``SurfaceArea``, ``Sphericity``, ``Maximum3DDiameter``. The class meshes the whole image
@@ -20,8 +21,9 @@ Both libraries get the same SimpleITK mask image (spacing attached). Timed, per 
     As pyradiomics' own feature extractor does it: ``imageoperations.checkMask`` and
     ``cropToTumorMask`` first, then the class on the cropped images.
 
-Each time is the median of ``--repeats`` runs (``--small-repeats`` for the small masks, whose
-times are a fraction of a millisecond). The ratio is pyradiomics / mibgkit (> 1: mibgkit is
+Each time is the median of ``--repeats`` rounds (``--small-repeats`` for the small masks, whose
+times are a fraction of a millisecond); in every round the three take turns, so that a slow spell
+of a shared machine falls on all of them. The ratio is pyradiomics / mibgkit (> 1: mibgkit is
 faster). Differences are (mibgkit - pyradiomics) / pyradiomics in %.
 
 Two regimes have their own targets, printed at the end:
@@ -143,14 +145,20 @@ def cases(quick=False):
 # --------------------------------------------------------------------------- timing
 
 
-def median_time(fn, repeats):
-    times = []
-    result = None
+def median_times(fns, repeats):
+    """Median seconds and last result of each function, the functions taking turns in every round.
+
+    Interleaving keeps the ratios fair on a shared machine: a slow spell of the host falls on all
+    of them instead of on whichever ran then.
+    """
+    times = [[] for _ in fns]
+    results = [None] * len(fns)
     for _ in range(repeats):
-        start = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), result
+        for k, fn in enumerate(fns):
+            start = time.perf_counter()
+            results[k] = fn()
+            times[k].append(time.perf_counter() - start)
+    return [(statistics.median(t), r) for t, r in zip(times, results)]
 
 
 def run_mibgkit(mask):
@@ -201,9 +209,9 @@ def main(argv=None):
         run_mibgkit(mask)  # warm-up (imports, caches) for both
         run_pyradiomics_cropped(mask)
         repeats = max(args.small_repeats, 21) if name in SMALL else args.repeats
-        t_ours, ours = median_time(lambda: run_mibgkit(mask), repeats)
-        t_theirs, theirs = median_time(lambda: run_pyradiomics(mask), repeats)
-        t_crop, theirs_crop = median_time(lambda: run_pyradiomics_cropped(mask), repeats)
+        (t_ours, ours), (t_theirs, theirs), (t_crop, theirs_crop) = median_times(
+            [lambda: run_mibgkit(mask), lambda: run_pyradiomics(mask), lambda: run_pyradiomics_cropped(mask)],
+            repeats)
         if name in SMALL:
             small.append(t_crop / t_ours)
             small_voxels.append(ours["n_voxels"])

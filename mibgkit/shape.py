@@ -5,8 +5,12 @@ a triangle mesh is built by marching cubes at iso-level 0.5 on the binary mask, 
 voxel spacing, and every mesh feature is computed from that mesh in millimetres.
 
 Cost follows the size of the tumour, not of the image: the mask is cropped to its bounding
-box (plus one voxel of zero padding, so that masks touching the image border close) before
-the mesh is built, and every step after that is vectorised.
+box (plus one voxel of zero padding, so that masks touching the image border close), and only
+the cubes of the grid that the surface passes through are visited. The mesh is never listed
+triangle by triangle for the features: on a binary mask a cube's triangles depend on its
+configuration alone (which of its 8 corners are inside), so volume and area are sums of
+per-configuration integrals (:func:`_volume_and_surface`), and the vertices are the edges with
+a sign change (:func:`_vertices`). :func:`surface_mesh` lists the mesh itself, for display.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from skimage.measure import marching_cubes
@@ -23,39 +27,37 @@ from .errors import GeometryError, InputError, SegmentationError
 
 __all__ = ["shape_features", "surface_mesh"]
 
-# Points are compared in blocks of rows of about this many pairs, so that the pairwise-distance
-# step works in the cache.
-_BLOCK_ELEMENTS = 16384
-# Above this many candidates for the maximum diameter, those that cannot reach the lower
-# bound are dropped first (see _max_diameter); below, comparing all pairs is as fast.
-_PAIRS_BELOW = 96
-# Above this many vertices, the rows of the lower bound are compared only with the vertices that
-# can be farthest from one of them (see _max_diameter); below, comparing with all costs less.
-_COLUMNS_ABOVE = 200
-# The 13 directions of the lower bound (axes, face and body diagonals), as used in
-# _max_diameter (entries 0 and ±1), their inverse lengths, and the cosine of the covering
-# radius of these directions and their opposites on the sphere (0.886452 rounded down).
-_DIRECTIONS = np.array(
+# Above this many vertices the maximum diameter prunes candidates first (see _max_diameter);
+# up to it, comparing all pairs costs less than the pruning.
+_ALL_PAIRS_UP_TO = 64
+# Above this many vertices, the extreme vertices are compared only with the vertices that can be
+# farthest from one of them (see _max_diameter); below, comparing with all costs less.
+_COLUMNS_ABOVE = 3000
+# Pairs are compared in blocks of about this many, so that the pairwise step works in the cache.
+_BLOCK_PAIRS = 16384
+# The 13 directions of the first pruning (axes, face and body diagonals) as unit rows, and the
+# cosine of the covering radius of these directions and their opposites on the sphere
+# (0.886452 rounded down).
+_DIRECTIONS_13 = np.array(
     [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1],
      [0, 1, 1], [0, 1, -1], [1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]],
     dtype=float,
 )
-_DIRECTION_SCALE = 1.0 / np.sqrt((_DIRECTIONS**2).sum(axis=1))[:, None]
+_DIRECTIONS_13 /= np.sqrt((_DIRECTIONS_13**2).sum(axis=1))[:, None]
 _COS_13 = 0.88645
-_ROWS = np.arange(13)
-# Finer: the 49 primitive integer vectors in {-2..2}^3 up to sign, as unit vectors
+_ROWS_13 = np.arange(13)
+# Finer: the 49 primitive integer vectors in {-2..2}^3 up to sign, as unit rows
 # (covering radius with their opposites: cos = 0.952910, rounded down).
-_FINE_DIRECTIONS = np.array(
+_DIRECTIONS_49 = np.array(
     [v for v in itertools.product(range(-2, 3), repeat=3)
      if any(v) and math.gcd(*v) == 1 and v > tuple(-c for c in v)],
     dtype=float,
 )
-_FINE_DIRECTIONS /= np.sqrt((_FINE_DIRECTIONS**2).sum(axis=1))[:, None]
-_COS_FINE = 0.95290
+_DIRECTIONS_49 /= np.sqrt((_DIRECTIONS_49**2).sum(axis=1))[:, None]
+_COS_49 = 0.95290
 _EYE = np.eye(3)
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
 _ORTHONORMAL_TOL = 1e-6 + 1e-5 * _EYE  # np.allclose(..., atol=1e-6) against the identity
-_ROLL = np.array([0, 1, 2, 0, 1])
 
 
 def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None = None,
@@ -120,14 +122,15 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     voxel centre.
 
     Mesh volume by the divergence theorem, as the sum of the signed volumes of the
-    tetrahedra spanned by each triangle and a common point (the vertex centroid, which keeps
-    the sum well conditioned):
+    tetrahedra spanned by each triangle and a common point:
 
     .. math:: V = \\frac{1}{6} \\left| \\sum_k a_k \\cdot (b_k \\times c_k) \\right|
 
     The absolute value makes the result independent of the face orientation (marching
     cubes orients all faces consistently, but the sign depends on whether the inside is the
-    high or the low side of the level, and a mirrored axis flips it).
+    high or the low side of the level, and a mirrored axis flips it). It is evaluated
+    exactly: in half voxels every vertex has integer coordinates, and the sum is an integer
+    (the flux form of :func:`_volume_and_surface`) scaled once by the voxel size.
 
     Surface area, sphericity and asphericity:
 
@@ -141,19 +144,21 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     ASP is the asphericity of Hofheinz et al. (2015), :math:`\\sqrt[3]{H} - 1` with
     :math:`H = S^3 / (36 \\pi V^2)`; it equals IBSI's "asphericity" (25C7).
 
-    Maximum diameter: the largest distance between two mesh vertices, computed exactly.
-    A lower bound from extreme vertices prunes vertices that cannot be the end of a longer
-    chord (triangle inequality); of the rest, those that cannot reach that bound in any of
-    62 directions are dropped too (exact bounds, no convex hull), and the few that remain
-    are compared pairwise. The result is the largest distance over all pairs, to the bit.
+    Maximum diameter: the largest distance between two mesh vertices,
+    :math:`\\sqrt{(\\Delta x^2 + \\Delta y^2) + \\Delta z^2}` of their coordinates in mm (as
+    pyradiomics and ``scipy.spatial.distance.pdist`` compute it). A lower bound from extreme
+    vertices prunes vertices that cannot be the end of a longer chord (triangle inequality);
+    of the rest, those that cannot reach that bound in any of 62 directions are dropped too
+    (exact bounds, no convex hull), and the few that remain are compared pairwise. The result
+    is the largest distance over all pairs, to the bit.
 
     Voxel volume: :math:`N \\prod_i \\Delta_i` with N the number of voxels in the mask.
 
     Geometry: for a SimpleITK image the spacing comes from the image. Direction cosines
     that form an orthonormal matrix (rotations and mirrorings, which is what scanners write)
     move the mesh rigidly and leave every feature unchanged; a non-orthonormal direction
-    matrix (a sheared grid) is applied to the vertices so that the features are still
-    measured in physical space.
+    matrix (a sheared grid) is applied to the vertices (and to the integrals, through its
+    determinant and cofactors) so that the features are still measured in physical space.
 
     The marching-cubes mesh of a binary mask is a staircase with cut corners. Its volume
     converges to the true volume as the voxels shrink, but its surface area does not: for a
@@ -201,12 +206,9 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     array, spacing_mm, direction = _mask_and_geometry(mask, spacing, label)
     crop, _ = _crop_to_bounding_box(array, label)
     n_voxels = int(np.count_nonzero(crop))
-    verts, faces = _mesh(crop, spacing_mm)
-    if direction is not None:
-        verts = verts[:, ::-1] @ direction.T  # (z, y, x) mm -> physical (x, y, z) mm
-
-    centred = verts - np.add.reduce(verts, axis=0) / len(verts)  # what verts.mean(axis=0) computes
-    volume, surface = _volume_and_surface(centred, faces)
+    cubes, config, grid = _surface_cubes(crop)
+    linear = _half_voxel_map(spacing_mm, direction)
+    volume, surface = _volume_and_surface(cubes, config, grid, linear)
     sphericity = (36.0 * math.pi * volume**2) ** (1.0 / 3.0) / surface
     voxel_volume = n_voxels * math.prod(spacing_mm.tolist())  # the product np.prod forms, in that order
     if direction is not None:
@@ -214,7 +216,7 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     out = {"mesh_volume_mm3": volume, "surface_mm2": surface, "sphericity": sphericity,
            "asphericity": 1.0 / sphericity - 1.0}
     if max_diameter:
-        out["max_diameter_mm"] = _max_diameter(centred)
+        out["max_diameter_mm"] = _max_diameter(_vertices(cubes, config, grid, linear))
     return {**out, "voxel_volume_mm3": voxel_volume, "voxel_volume_ml": voxel_volume / 1000.0,
             "n_voxels": n_voxels, "mtv_ml": volume / 1000.0}
 
@@ -325,13 +327,34 @@ def _crop_to_bounding_box(array: np.ndarray, label: Any) -> tuple[np.ndarray, tu
     return slab[z0:z1], (int(z0), int(y0), int(x0))
 
 
+def _surface_cubes(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int]]:
+    """The marching cubes that hold triangles, for the crop padded by one zero voxel.
+
+    Returns ``cubes``, the linear index (C order) in the padded grid of each such cube's first
+    corner, in increasing order; ``config``, its configuration (bit ``dz*4 + dy*2 + dx`` set when
+    that corner is inside); and the padded grid's shape ``(nz, ny, nx)``. Cubes whose eight
+    corners are all inside or all outside hold no triangle and are left out.
+    """
+    nz, ny, nx = (n + 2 for n in crop.shape)
+    padded = np.zeros((nz, ny, nx), dtype=np.uint8)
+    padded[1:-1, 1:-1, 1:-1] = crop
+    pairs = padded[:, :, :-1] + (padded[:, :, 1:] << 1)
+    quads = pairs[:, :-1] + (pairs[:, 1:] << 2)
+    # each cube stored at its first corner, so that its position in C order is that point's linear
+    # index (the last plane, row and column hold no cube: configuration 0, no triangles)
+    config = np.zeros((nz, ny, nx), dtype=np.uint8)
+    np.add(quads[:-1], quads[1:] << 4, out=config[:-1, :-1, :-1])
+    config = config.ravel()
+    cubes = np.flatnonzero(_mesh_tables().has_triangles[config])
+    return cubes, config[cubes], (nz, ny, nx)
+
+
 def _mesh(crop: np.ndarray, spacing_mm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Marching cubes at 0.5 on the crop padded by one zero voxel; vertices in mm (float64, C order).
 
     The mesh is that of ``skimage.measure.marching_cubes(padded, level=0.5, spacing=spacing_mm,
     allow_degenerate=True)`` (Lewiner et al.), vertex for vertex and face for face, built with
-    array operations instead of a loop over the cubes; for the small masks of a tumour the
-    set-up of that call and its per-vertex normals cost more than the rest of the features.
+    array operations instead of a loop over the cubes.
 
     How: on a 0/1 volume the triangles of a cube depend only on which of its 8 corners are
     inside (all corner values are ±0.5 about the level, so Lewiner's face and interior tests
@@ -346,20 +369,8 @@ def _mesh(crop: np.ndarray, spacing_mm: np.ndarray) -> tuple[np.ndarray, np.ndar
     spacing), so the vertices are the same to the bit.
     """
     table, counts_per_config = _cube_tables()
-    nz, ny, nx = (n + 2 for n in crop.shape)
-    padded = np.zeros((nz, ny, nx), dtype=np.uint8)
-    padded[1:-1, 1:-1, 1:-1] = crop
-    # configuration of every cube: bit dz*4 + dy*2 + dx set when that corner is inside
-    pairs = padded[:, :, :-1] + (padded[:, :, 1:] << 1)
-    quads = pairs[:, :-1] + (pairs[:, 1:] << 2)
-    # each cube stored at its first corner, so that its position in C order is that point's linear
-    # index (the last plane, row and column hold no cube: configuration 0, no triangles)
-    config = np.zeros((nz, ny, nx), dtype=np.uint8)
-    np.add(quads[:-1], quads[1:] << 4, out=config[:-1, :-1, :-1])
-    config = config.ravel()
+    cubes, config, (nz, ny, nx) = _surface_cubes(crop)
     counts = counts_per_config[config]
-    cubes = np.flatnonzero(counts)  # linear index of each cube's first corner, in C order
-    config, counts = config[cubes], counts[cubes]
     rows = table[config]
     local = rows[rows >= 0]  # edge references of all cubes, in order
     # global id of a reference: 4 * (linear index of the edge's first point) + direction,
@@ -407,6 +418,12 @@ _LOCAL = np.array(
 )
 # Half-voxel step (z, y, x) from an edge's first point to its vertex, by direction.
 _HALF_STEP = np.array([[0, 0, 1], [0, 1, 0], [1, 0, 0], [1, 1, 1]], dtype=np.int64)
+# Position of each local reference in half voxels from the cube's first corner, (13, 3) in 0..2.
+_LOCAL_HALVES = 2 * _LOCAL[:, :3] + _HALF_STEP[_LOCAL[:, 3]]
+# The vertices a cube may own, in half voxels from its first corner (3, 4): the midpoints of the
+# edges from that corner along x, y, z and the cube's centre (local references 0, 4, 8, 12), so
+# that every vertex of the mesh belongs to exactly one cube.
+_OWNED_HALVES = np.ascontiguousarray(_LOCAL_HALVES[[0, 4, 8, 12]].T)
 
 
 @functools.lru_cache(maxsize=1)
@@ -417,7 +434,7 @@ def _cube_tables() -> tuple[np.ndarray, np.ndarray]:
     number of references per configuration (three per triangle). Built once, by running
     ``marching_cubes`` on every 2x2x2 configuration, so it follows the installed scikit-image.
     """
-    position = {tuple(int(v) for v in 2 * row[:3] + _HALF_STEP[row[3]]): i for i, row in enumerate(_LOCAL)}
+    position = {tuple(int(v) for v in row): i for i, row in enumerate(_LOCAL_HALVES)}
     sequences = []
     for config in range(256):
         cube = np.array([(config >> bit) & 1 for bit in range(8)], dtype=np.float32).reshape(2, 2, 2)
@@ -434,183 +451,208 @@ def _cube_tables() -> tuple[np.ndarray, np.ndarray]:
     return table, np.array([len(seq) for seq in sequences], dtype=np.int64)
 
 
-def _volume_and_surface(centred: np.ndarray, faces: np.ndarray) -> tuple[float, float]:
-    """Mesh volume |Σ a·(b × c)| / 6 (divergence theorem) and area Σ |(b−a) × (c−a)| / 2.
+class _MeshTables(NamedTuple):
+    """What each of the 256 cube configurations contributes, from :func:`_cube_tables`."""
 
-    ``centred`` are the vertices minus their centroid (which keeps the sum well conditioned).
-    One gather puts the corners of every triangle in rows (x, y, z, x, y) of coordinates, so
-    that each cross product is three products over contiguous rows ((y, z, x) times (z, x, y)
-    and so on). Every term is the same floating-point expression as written out per
-    coordinate, (by cz − bz cy, ...), and (ax (by cz − bz cy) + ay (...)) + az (...), so the
-    sums are the same to the bit.
-    """
-    rows = centred.T[_ROLL]  # (5, n): x, y, z, x, y
-    corners = np.take(rows, np.ascontiguousarray(faces.T), axis=1)  # (5, 3, m): coordinate, corner, triangle
+    has_triangles: np.ndarray  # (256,) bool
+    triangle_config: np.ndarray  # (t,) configuration of each triangle of every configuration
+    triangle_normal: np.ndarray  # (t, 3) float: (b − a) × (c − a) in half voxels, exact integers
+    flux_z: np.ndarray  # (256,) int64: Σ n_z over a configuration's triangles
+    flux_offset: np.ndarray  # (256,) int64: Σ (a_z + b_z + c_z) n_z over them
+    owns: np.ndarray  # (256, 4) bool: which of _OWNED_HALVES are vertices of the mesh
+
+
+@functools.lru_cache(maxsize=1)
+def _mesh_tables() -> _MeshTables:
+    """Per-configuration integrals and owned vertices, derived from the marching-cubes table."""
+    table, counts = _cube_tables()
+    config = np.repeat(np.arange(256), counts // 3)
+    corners = _LOCAL_HALVES[table[table >= 0].reshape(-1, 3).astype(np.int64)]  # (t, 3 corners, 3)
     a, b, c = corners[:, 0], corners[:, 1], corners[:, 2]
-    cross = b[1:4] * c[2:5] - b[2:5] * c[1:4]  # b × c, rows x, y, z
-    dots = a[0:3] * cross
-    volume = abs(float((dots[0] + dots[1] + dots[2]).sum())) / 6.0
-    u = b - a
-    v = c - a
-    normal = u[1:4] * v[2:5] - u[2:5] * v[1:4]  # (b − a) × (c − a)
-    normal *= normal
-    surface = 0.5 * float(np.sqrt(normal[0] + normal[1] + normal[2]).sum())
+    normal = np.cross(b - a, c - a)
+    offset = (a[:, 0] + b[:, 0] + c[:, 0]) * normal[:, 0]
+    bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
+    owns = np.stack([bits[:, 0] != bits[:, 1], bits[:, 0] != bits[:, 2], bits[:, 0] != bits[:, 4],
+                     (table == 12).any(axis=1)], axis=1)  # an edge with a sign change; a centre vertex
+    return _MeshTables(
+        has_triangles=counts > 0, triangle_config=config, triangle_normal=normal.astype(float),
+        flux_z=np.bincount(config, weights=normal[:, 0], minlength=256).astype(np.int64),
+        flux_offset=np.bincount(config, weights=offset, minlength=256).astype(np.int64),
+        owns=owns)
+
+
+def _half_voxel_map(spacing_mm: np.ndarray, direction: np.ndarray | None) -> np.ndarray:
+    """Linear map (3 × 3) from positions in half voxels, numpy order (z, y, x), to mm.
+
+    ``diag(spacing / 2)``; with a non-orthonormal direction matrix, the physical map
+    ``direction · (reverse axes) · diag(spacing / 2)`` (to (x, y, z) mm).
+    """
+    half = 0.5 * spacing_mm
+    if direction is None:
+        return np.diag(half)
+    return direction[:, ::-1] * half
+
+
+def _volume_and_surface(cubes: np.ndarray, config: np.ndarray, grid: tuple[int, int, int],
+                        linear: np.ndarray) -> tuple[float, float]:
+    """Mesh volume and surface area (mm³, mm²) from per-configuration integrals.
+
+    With vertices k in half voxels (integers) and mm positions ``linear @ k``, a triangle
+    (a, b, c) of a cube whose first corner is o has corners k = 2o + α, α its local position.
+
+    Volume: divergence theorem with the field (k_z, 0, 0), whose divergence is 1:
+    V = |Σ_triangles z̄ n_z / 2| · |det(linear)|, with n = (b − a) × (c − a) and z̄ the
+    corners' mean z. Per triangle 6 z̄ n_z / 2 = 6 o_z n_z + (a_z + b_z + c_z) n_z, so
+    6 V / |det| = |Σ_cubes (6 o_z N_z(c) + F(c))| with N_z(c), F(c) the sums of n_z and
+    (a_z + b_z + c_z) n_z over the triangles of configuration c. Every term is an integer:
+    the volume is exact up to the final scaling.
+
+    Surface: the area of a triangle is |C n| / 2 with C the cofactor matrix of ``linear``
+    (columns a₂ × a₃, a₃ × a₁, a₁ × a₂ of its columns a_i), since (L u) × (L v) = C (u × v);
+    it depends on the configuration only, so S = Σ_c count(c) · A(c).
+    """
+    tables = _mesh_tables()
+    counts = np.bincount(config, minlength=256)
+    six_v = 6 * int((cubes // (grid[1] * grid[2])) @ tables.flux_z[config]) + int(counts @ tables.flux_offset)
+    (a, b, c), (d, e, f), (g, h, i) = linear.tolist()
+    # cofactor matrix, row major: columns are the cross products of the columns of ``linear``
+    cofactor = (e * i - f * h, f * g - d * i, d * h - e * g,
+                c * h - b * i, a * i - c * g, b * g - a * h,
+                b * f - c * e, c * d - a * f, a * e - b * d)
+    determinant = a * cofactor[0] + b * cofactor[1] + c * cofactor[2]
+    volume = abs(six_v) * abs(determinant) / 6.0
+    surface = float(counts @ _configuration_areas(cofactor))
     return volume, surface
 
 
-def _max_diameter(points: np.ndarray) -> float:
-    """Largest distance between two vertices (exact), from a pruned candidate set.
+@functools.lru_cache(maxsize=16)
+def _configuration_areas(cofactor: tuple[float, ...]) -> np.ndarray:
+    """Area (mm²) of the triangles of each configuration, for a cofactor matrix (9 values, row major)."""
+    tables = _mesh_tables()
+    scaled = tables.triangle_normal @ np.asarray(cofactor).reshape(3, 3).T
+    areas = 0.5 * np.sqrt(np.einsum("ij,ij->i", scaled, scaled))
+    return np.bincount(tables.triangle_config, weights=areas, minlength=256)
 
-    ``points`` are the vertices minus their centroid.
+
+def _vertices(cubes: np.ndarray, config: np.ndarray, grid: tuple[int, int, int],
+              linear: np.ndarray) -> np.ndarray:
+    """Every vertex of the mesh once, as rows x, y, z of a (3, n) array in mm (``linear @ k``).
+
+    A vertex lies on an edge between an inside and an outside voxel, or at the centre of a cube
+    whose configuration has one; each cube owns the edges from its first corner and its centre.
+    Order: by cube, then x, y, z edge and centre (not the mesh's numbering).
+    """
+    corners = np.array(np.unravel_index(cubes, grid))
+    corners *= 2
+    halves = corners[:, :, None] + _OWNED_HALVES[:, None, :]  # (3, cubes, 4): every vertex a cube may own
+    halves = np.compress(_mesh_tables().owns[config].ravel(), halves.reshape(3, -1), axis=1)
+    if linear[0, 1] == linear[0, 2] == linear[1, 0] == linear[1, 2] == linear[2, 0] == linear[2, 1] == 0.0:
+        return halves * np.diagonal(linear)[:, None]  # k · (h / 2): the coordinates _mesh gives, to the bit
+    return linear @ halves
+
+
+def _max_diameter(coords: np.ndarray) -> float:
+    """Largest distance between two vertices: exact, from a pruned candidate set.
+
+    ``coords`` (3, n): vertex coordinates in mm. The distance of a pair is
+    √((Δx² + Δy²) + Δz²) of their coordinates, a value of the pair alone; the result is the
+    largest over all pairs, to the bit, whatever the pruning keeps.
 
     1. Lower bound L: the farthest vertex from each of the extreme vertices along 13
        directions (axes, face and body diagonals) gives a pair at distance L.
-    2. Pruning: with c the midpoint of that pair and R the largest distance of a vertex
-       from c, any pair farther apart than L has both ends at more than L - R from c
-       (triangle inequality), so vertices closer to c are dropped.
-    3. The remaining candidates are moved to their own centroid and compared pairwise as
-       |p|² + |q|² − 2 p·q; the result is the larger of L and the largest of these.
+    2. Pruning, with a margin (1e-6 (1 + L) mm) far above the rounding of any step:
+       a. with c the midpoint of that pair and R the largest distance of a vertex from c, any
+          pair farther apart than L has both ends at more than L − R from c (triangle
+          inequality);
+       b. for unit directions u_1..u_K that cover the sphere to within an angle θ (every unit
+          vector is within θ of some ±u_k), the direction of q − p is within θ of some ±u_k, so
+          |q − p| cos θ ≤ B(p) = max_k max(h_k − p·u_k, p·u_k − l_k), with h_k and l_k the
+          largest and smallest projections on u_k; vertices with B(p) < L cos θ are dropped.
+          This runs with the 13 directions of step 1 (cos θ = 0.8864), then, if more than a few
+          candidates remain, with the 49 directions of integer vectors in {−2..2}³ among the
+          candidates (cos θ = 0.9529; both ends of a long pair are candidates, so the
+          candidates' own extremes bound it). θ is the covering radius of each set, arccos of
+          the smallest offset of a facet of its convex hull.
+    3. The candidates, typically 5-60 vertices, are compared pairwise.
 
-    Step 3 does not compare all pairs of candidates, only those between candidates that
-    can still be an end of a chord of length L (exact pruning, no convex hull):
-    for unit directions u_1..u_K that cover the sphere to within an angle θ (every unit
-    vector is within θ of some u_k), the direction of q − p is within θ of some u_k, so
-    (q − p)·u_k ≥ |q − p| cos θ, while (q − p)·u_k ≤ h_k − p·u_k with h_k the largest
-    projection of a candidate on u_k. Hence every partner q of p is at most
-    B(p) / cos θ away, with B(p) = max_k (h_k − p·u_k), and candidates with
-    B(p) < L cos θ (less a margin far above rounding) are dropped. This runs with the 13
-    directions of step 1 and their opposites (cos θ = 0.8864), then with the 49 directions
-    of integer vectors in {−2..2}³ and their opposites (cos θ = 0.9529); θ is the covering
-    radius of each set, arccos of the smallest offset of a facet of its convex hull. What
-    remains is typically 5-50 vertices. Every pair whose rounded |p|² + |q|² − 2 p·q could
-    be the largest has both ends at distance ≥ L from each other (up to rounding), so it
-    is kept and the maximum is the value of the full comparison of all candidates, to the
-    bit.
-
-    Steps 1-3 are computed with the same floating-point expressions as a straightforward
-    implementation; the projections on directions with entries 0 and ±1 are written as
-    sums and differences of coordinates, which are exactly the values of the dot products.
-    In step 1, up to ``_COLUMNS_ABOVE`` vertices the extreme vertices are compared with every
-    vertex (cheaper than choosing the columns first; the columns left out otherwise cannot
-    hold the largest distance, so the pair is the same). The projections on the 49 finer
-    directions only decide which candidates go on, with the margin above: they are one
-    matrix product. The final pairwise comparison computes each unordered pair once (the
-    expression is symmetric to the bit).
+    Both ends of every pair that could be the longest survive 1-2, so the result is the
+    maximum over all pairs. Steps 1-2 use dot products (|p|² + |q|² − 2 p·q for step 1)
+    only to decide what to keep.
     """
-    n = len(points)
-    norms = np.einsum("ij,ij->i", points, points)
-    coords = np.ascontiguousarray(points.T)
-    x, y, z = coords
-    proj = np.empty((13, n))
-    proj[0:3] = coords
-    np.add(x, y, out=proj[3])
-    np.subtract(x, y, out=proj[4])
-    np.add(x, z, out=proj[5])
-    np.subtract(x, z, out=proj[6])
-    np.add(y, z, out=proj[7])
-    np.subtract(y, z, out=proj[8])
-    np.add(proj[3], z, out=proj[9])
-    np.subtract(proj[3], z, out=proj[10])
-    np.add(proj[4], z, out=proj[11])
-    np.subtract(y, x, out=proj[12])
-    proj[12] += z
-    high, low = proj.argmax(axis=1), proj.argmin(axis=1)
-    # The same vertex is often extreme in several directions: one row each (first appearance
-    # kept, so that the first maximum in row order is the same pair).
-    unique = np.fromiter(dict.fromkeys(np.concatenate([high, low]).tolist()), dtype=np.intp)
-    top, bottom = proj[_ROWS, high], proj[_ROWS, low]
+    n = coords.shape[1]
+    if n <= _ALL_PAIRS_UP_TO:
+        return math.sqrt(_max_pair_d2(coords))
+    proj = _DIRECTIONS_13 @ coords
+    extremes = np.concatenate((proj.argmax(axis=1), proj.argmin(axis=1)))
+    ends = np.take(coords, extremes, axis=1)  # (3, 26), C order like every array below
+    norms = np.einsum("ij,ij->j", coords, coords)
     if n > _COLUMNS_ABOVE:
-        # Columns that cannot be the farthest vertex from any row are left out (see above): the
-        # largest width along the 13 directions is the distance of a (row, column) pair, hence
-        # at most the maximum sought. (Below, comparing the rows with every vertex costs less;
-        # the columns left out cannot hold the largest distance, so the pair is the same.)
-        width = float(((top - bottom) * _DIRECTION_SCALE.ravel()).max())
-        reach_all = _reach(proj, top, bottom)  # B(p) for every vertex, against all vertices
-        columns = np.flatnonzero(reach_all >= _COS_13 * (width - 1e-6 * (1.0 + width)))
-        xc, yc, zc = coords[:, columns]
-        column_norms = norms[columns]
+        # Columns that cannot be the farthest vertex from any extreme are left out: the largest
+        # width along the 13 directions is the distance of a (row, column) pair, hence at most L.
+        width = float((proj[_ROWS_13, extremes[:13]] - proj[_ROWS_13, extremes[13:]]).max())
+        columns = np.flatnonzero(_reach(proj) >= _COS_13 * (width - 1e-6 * (1.0 + width)))
+        d2 = ends.T @ np.take(coords, columns, axis=1)
+        d2 *= -2.0
+        d2 += norms[columns]
     else:
         columns = None
-        xc, yc, zc = x, y, z
-        column_norms = norms
-    # d2 = |e|² + |q|² − 2 e·q for rows e and columns q, in two buffers (same expression)
-    ends = points[unique]
-    d2 = np.multiply(ends[:, 0, None], xc)
-    term = np.multiply(ends[:, 1, None], yc)
-    d2 += term
-    np.multiply(ends[:, 2, None], zc, out=term)
-    d2 += term
-    d2 *= 2.0
-    np.add(norms[unique, None], column_norms, out=term)
-    np.subtract(term, d2, out=d2)
+        d2 = ends.T @ coords
+        d2 *= -2.0
+        d2 += norms
+    d2 += norms[extremes, None]
     row, col = divmod(int(d2.argmax()), d2.shape[1])
-    j = col if columns is None else int(columns[col])
+    far = coords[:, col if columns is None else columns[col]]
     lower = math.sqrt(max(float(d2[row, col]), 0.0))
-    from_centre = points - 0.5 * (points[unique[row]] + points[j])
-    radius = np.sqrt(np.einsum("ij,ij->i", from_centre, from_centre))
-    keep = np.flatnonzero(radius >= lower - radius.max() - 1e-6 * (1.0 + lower))
-    candidates = points[keep]
-    # minus their mean: np.add.reduce along axis 0 divided by the count is what ndarray.mean computes
-    candidates -= np.add.reduce(candidates, axis=0) / len(candidates)
-    cnorms = np.einsum("ij,ij->i", candidates, candidates)
-    if len(candidates) > _PAIRS_BELOW:
-        reach = lower - 1e-6 * (1.0 + lower)  # a chord longer than this must be kept
-        # B(p) of the candidates against all vertices (the values of reach_all, for them alone)
-        reach_keep = reach_all[keep] if columns is not None else _reach(proj[:, keep], top, bottom)
-        chosen = np.flatnonzero(reach_keep >= _COS_13 * reach)
-        if len(chosen) > _PAIRS_BELOW:
-            # projections on the 49 directions by one matrix product: they only decide which
-            # candidates go on, with a margin (1e-6 of L) far above the rounding of any summation
-            fine = _FINE_DIRECTIONS @ candidates[chosen].T
-            term = np.subtract(fine.max(axis=1, keepdims=True), fine)
-            fine -= fine.min(axis=1, keepdims=True)
-            np.maximum(fine, term, out=fine)
-            chosen = chosen[fine.max(axis=0) >= _COS_FINE * reach]
-        candidates, cnorms = candidates[chosen], cnorms[chosen]
-    return max(lower, math.sqrt(max(_max_d2(candidates, cnorms), 0.0)))
+    bound = lower - 1e-6 * (1.0 + lower)  # every pair that can be the longest is at least this long
+    offsets = coords - 0.5 * (ends[:, row] + far)[:, None]
+    radius2 = np.einsum("ij,ij->j", offsets, offsets)
+    radius = math.sqrt(float(radius2.max()))
+    candidates = coords if bound <= radius else np.compress(radius2 >= (bound - radius) ** 2, coords, axis=1)
+    for directions, cos_theta in ((_DIRECTIONS_13, _COS_13), (_DIRECTIONS_49, _COS_49)):
+        if candidates.shape[1] <= _ALL_PAIRS_UP_TO:
+            break
+        candidates = np.compress(_reach(directions @ candidates) >= cos_theta * bound, candidates, axis=1)
+    return math.sqrt(_max_pair_d2(candidates))
 
 
-def _reach(proj: np.ndarray, top: np.ndarray, bottom: np.ndarray) -> np.ndarray:
-    """B(p) = max_k (h_k − p·u_k) over the 13 directions and their opposites, per column of ``proj``.
+def _reach(proj: np.ndarray) -> np.ndarray:
+    """B(p) = max_k max(h_k − p·u_k, p·u_k − l_k) per column of ``proj`` (K, m), which is overwritten.
 
-    ``proj`` holds the projections (13, m) of the vertices asked about, ``top`` and ``bottom``
-    the largest and smallest projections of all vertices (13,); each direction's spread is
-    scaled by its inverse length. ``proj`` is overwritten.
+    h_k and l_k are the largest and smallest projections on direction k, over the columns.
     """
-    spread = np.subtract(top[:, None], proj)
-    np.subtract(proj, bottom[:, None], out=proj)
+    spread = proj.max(axis=1, keepdims=True) - proj
+    proj -= proj.min(axis=1, keepdims=True)
     np.maximum(spread, proj, out=spread)
-    spread *= _DIRECTION_SCALE
     return spread.max(axis=0)
 
 
-def _max_d2(points: np.ndarray, norms: np.ndarray) -> float:
-    """max over all pairs (i, j) of (|p_i|² + |p_j|²) − 2 p_i·p_j, rows in blocks; at least 0.
+def _max_pair_d2(coords: np.ndarray) -> float:
+    """max over pairs of (Δx² + Δy²) + Δz², for ``coords`` (3, m); 0 for fewer than two points.
 
-    Each pair is computed once, row i against columns j ≥ the first row of its block: the
-    expression is symmetric to the bit (a sum of two norms and a dot product summed in
-    coordinate order), so the pairs left out hold values already seen. Blocks are small enough
-    for the cache and reuse two buffers.
+    Small sets in one step; larger ones row block by row block, each row against the columns
+    from the block's first row on (the expression is symmetric to the bit).
     """
-    m = len(points)
+    m = coords.shape[1]
+    if m < 2:
+        return 0.0
+    if 3 * m * m <= _BLOCK_PAIRS:
+        delta = coords[:, :, None] - coords[:, None, :]
+        delta *= delta
+        d2 = delta[0] + delta[1]
+        d2 += delta[2]
+        return float(d2.max())
+    x, y, z = coords
+    rows = max(1, _BLOCK_PAIRS // m)
     best = 0.0
-    if m == 0:
-        return best
-    x, y, z = np.ascontiguousarray(points.T)
-    rows = max(1, min(m, _BLOCK_ELEMENTS // m))
-    d2_buf, term_buf = np.empty(rows * m), np.empty(rows * m)
     for start in range(0, m, rows):  # loop over blocks of rows only (few iterations)
         stop = min(start + rows, m)
-        shape = (stop - start, m - start)
-        d2 = d2_buf[: shape[0] * shape[1]].reshape(shape)
-        term = term_buf[: shape[0] * shape[1]].reshape(shape)
-        np.multiply(x[start:stop, None], x[None, start:], out=d2)
-        np.multiply(y[start:stop, None], y[None, start:], out=term)
+        d2 = np.subtract.outer(x[start:stop], x[start:])
+        d2 *= d2
+        term = np.subtract.outer(y[start:stop], y[start:])
+        term *= term
         d2 += term
-        np.multiply(z[start:stop, None], z[None, start:], out=term)
+        np.subtract.outer(z[start:stop], z[start:], out=term)
+        term *= term
         d2 += term
-        d2 *= 2.0
-        np.add(norms[start:stop, None], norms[None, start:], out=term)
-        term -= d2
-        best = max(best, float(term.max()))
+        best = max(best, float(d2.max()))
     return best

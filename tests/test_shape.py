@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -458,3 +458,119 @@ def test_without_the_diameter_every_other_value_is_the_same():
     light = shape_features(blob, spacing=(2.0, 0.9, 1.1), max_diameter=False)
     assert "max_diameter_mm" not in light
     assert light == {k: v for k, v in full.items() if k != "max_diameter_mm"}
+
+
+# --------------------------------------------------------------------------- the features are the mesh's
+
+
+def _mesh_formulas(verts, faces):
+    """Volume |Σ a·(b × c)| / 6 and area Σ |(b − a) × (c − a)| / 2 of a triangle mesh, written out."""
+    a, b, c = verts[faces[:, 0]], verts[faces[:, 1]], verts[faces[:, 2]]
+    volume = abs(float(np.einsum("ij,ij->i", a, np.cross(b, c)).sum())) / 6.0
+    surface = 0.5 * float(np.linalg.norm(np.cross(b - a, c - a), axis=1).sum())
+    return volume, surface
+
+
+def _brute_diameter(coords):
+    """√ of the largest (Δx² + Δy²) + Δz² over every pair of columns of ``coords`` (3, n)."""
+    x, y, z = coords
+    d2 = (x[:, None] - x[None, :]) ** 2
+    d2 += (y[:, None] - y[None, :]) ** 2
+    d2 += (z[:, None] - z[None, :]) ** 2
+    return math.sqrt(float(d2.max()))
+
+
+masks_to_9 = hnp.arrays(bool, hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=9)).filter(
+    lambda m: m.any())
+# a noise mask holding every cube configuration with triangles (254), the 24 with a centre vertex among them
+NOISE = np.random.default_rng(2).random((12, 12, 12)) < 0.5
+shears = hnp.arrays(float, (3, 3), elements=st.floats(-0.6, 0.6)).map(lambda a: np.eye(3) + a).filter(
+    lambda m: abs(np.linalg.det(m)) > 0.2)
+
+
+@settings(max_examples=60, deadline=None)
+@given(mask=masks_to_9, spacing=spacings)
+@example(mask=NOISE, spacing=(1.0, 2.0, 0.7))
+def test_volume_and_surface_are_those_of_the_marching_cubes_mesh(mask, spacing):
+    """The per-configuration integrals give the volume and area of skimage's mesh, written out."""
+    verts, faces = surface_mesh(mask, spacing)
+    volume, surface = _mesh_formulas(verts, faces)
+    f = shape_features(mask, spacing)
+    assert f["mesh_volume_mm3"] == pytest.approx(volume, rel=1e-12)
+    assert f["surface_mm2"] == pytest.approx(surface, rel=1e-12)
+
+
+@settings(max_examples=30, deadline=None)
+@given(mask=masks_to_9, spacing=spacings, direction=shears)
+def test_sheared_grid_features_are_those_of_the_mesh_in_physical_space(mask, spacing, direction):
+    verts, faces = surface_mesh(mask, spacing)
+    physical = verts[:, ::-1] @ direction.T  # (z, y, x) mm -> physical (x, y, z) mm
+    volume, surface = _mesh_formulas(physical, faces)
+    f = shape_features(_as_image(mask, np.asarray(spacing), direction))
+    assert f["mesh_volume_mm3"] == pytest.approx(volume, rel=1e-12)
+    assert f["surface_mm2"] == pytest.approx(surface, rel=1e-12)
+    assert f["max_diameter_mm"] == pytest.approx(_brute_diameter(physical.T), rel=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(mask=masks_to_9)
+@example(mask=NOISE)
+def test_mesh_volume_is_exact(mask):
+    """With 2 mm voxels a vertex is at integer mm: the volume is |Σ det| / 6 in exact rationals."""
+    from fractions import Fraction
+
+    verts, faces = surface_mesh(mask, (2.0, 2.0, 2.0))
+    k = [[int(v) for v in row] for row in verts.astype(np.int64)]
+    assert np.array_equal(np.asarray(k, float), verts)
+    total = 0
+    for i, j, m in faces.tolist():
+        (a0, a1, a2), (b0, b1, b2), (c0, c1, c2) = k[i], k[j], k[m]
+        total += a0 * (b1 * c2 - b2 * c1) - a1 * (b0 * c2 - b2 * c0) + a2 * (b0 * c1 - b1 * c0)
+    assert shape_features(mask, (2.0, 2.0, 2.0))["mesh_volume_mm3"] == float(Fraction(abs(total), 6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(mask=masks_to_9, spacing=spacings)
+@example(mask=NOISE, spacing=(1.0, 2.0, 0.7))
+def test_vertices_are_the_mesh_vertices(mask, spacing):
+    """Every vertex once, at the coordinates of skimage's mesh to the bit."""
+    verts, _ = surface_mesh(mask, spacing)
+    crop, offset = mibgkit.shape._crop_to_bounding_box(mask, None)
+    cubes, config, grid = mibgkit.shape._surface_cubes(crop)
+    coords = mibgkit.shape._vertices(cubes, config, grid, np.diag(0.5 * np.asarray(spacing)))
+    coords = coords.T + (np.asarray(offset) - 1.0) * np.asarray(spacing)  # as surface_mesh places them
+    assert len(coords) == len(verts)
+    assert set(map(tuple, coords.tolist())) == set(map(tuple, verts.tolist()))
+
+
+def _crop_mesh_vertices(mask, spacing):
+    """skimage's mesh vertices (3, n) in the frame shape_features measures in: the padded crop's."""
+    crop, _ = mibgkit.shape._crop_to_bounding_box(mask, None)
+    verts, _ = mibgkit.shape._mesh(crop, np.asarray(spacing, dtype=float))
+    return np.ascontiguousarray(verts.T)
+
+
+blobs = st.builds(
+    lambda seed, size, stretch: lobulated_blob(seed, size)[:, :, :: stretch],
+    st.integers(0, 10_000), st.integers(6, 16), st.integers(1, 3))
+
+
+@settings(max_examples=60, deadline=None)
+@given(mask=blobs.filter(lambda m: m.any()), spacing=spacings)
+@example(mask=NOISE, spacing=(1.0, 2.0, 0.7))
+def test_max_diameter_is_the_largest_vertex_distance_to_the_bit(mask, spacing):
+    """Whatever the pruning keeps, the result is the maximum over every pair of vertices."""
+    assert shape_features(mask, spacing)["max_diameter_mm"] == _brute_diameter(_crop_mesh_vertices(mask, spacing))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_max_diameter_of_a_large_mesh_to_the_bit(seed):
+    """More than 3,000 vertices: the extreme vertices are compared with a pruned set of columns."""
+    mask = lobulated_blob(seed, size=56)
+    coords = _crop_mesh_vertices(mask, (1.0, 0.8, 1.3))
+    assert coords.shape[1] > mibgkit.shape._COLUMNS_ABOVE
+    assert shape_features(mask, (1.0, 0.8, 1.3))["max_diameter_mm"] == _brute_diameter(coords)
+
+
+def test_the_noise_mask_holds_every_configuration():
+    assert len(np.unique(mibgkit.shape._surface_cubes(NOISE)[1])) == 254
