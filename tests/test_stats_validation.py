@@ -213,3 +213,32 @@ def test_bootstrap_cutoff_reproducible_and_parallel_identical():
     b = bootstrap_cutoff(df["prio"], df["arrest"], n_boot=60, seed=1, n_jobs=2)
     assert_allclose(a["draws"], b["draws"])
     assert a["ci_lower"] == b["ci_lower"] and a["ci_upper"] == b["ci_upper"]
+
+
+@pytest.mark.parametrize("ties", ["efron", "breslow"])
+def test_fast_engine_fit_equals_the_public_fitter_with_ties(ties):
+    """The vectorised likelihood (risk-set sums stacked in columns, Breslow without a tie share)
+    gives the coefficients, log-likelihood and information of the statsmodels fitter."""
+    from mibgkit.stats import _coxcore, _coxfast
+
+    rng = np.random.default_rng(7)
+    for k in (1, 2, 3):
+        n = 60
+        time = rng.integers(1, 25, n).astype(float)  # many tied times
+        event = (rng.random(n) < 0.6).astype(float)
+        X = rng.normal(size=(n, k)) + 0.4 * event[:, None] * rng.normal(size=k)
+        names = [f"x{j}" for j in range(k)]
+        fast = _coxfast.fit(_coxfast.CoxData(time, event, ties), X, names)
+        ref = _coxcore.fit_cox(time, event, X, names, ties)
+        assert_allclose(fast.beta, ref.beta, rtol=1e-6, atol=1e-9)
+        assert fast.loglik == pytest.approx(ref.loglik, rel=1e-9)
+        assert_allclose(np.linalg.inv(fast.info), ref.cov, rtol=1e-5)
+
+
+def test_chi2_tail_of_the_stepwise_loop_is_scipys():
+    from scipy import stats
+
+    from mibgkit.stats.stepwise import _chi2_1df_sf
+
+    x = np.concatenate([np.random.default_rng(0).exponential(4.0, 2000), [0.0, 1e-12, 40.0, 900.0, np.inf]])
+    assert all(_chi2_1df_sf(v) == stats.chi2.sf(v, 1) for v in x)

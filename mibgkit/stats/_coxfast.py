@@ -66,6 +66,7 @@ class CoxData:
         self.ev_pos = ev_idx
         self.group = grp  # tie group of each event
         self.first = np.searchsorted(ts, uniq, side="left")  # start of each risk set (sorted)
+        self.event_first = self.first[grp]  # start of each event's risk set
         # position l of each event within its tie group
         start = np.concatenate([[0], np.cumsum(d)[:-1]])
         rank_in = np.arange(ev_idx.size) - start[grp]
@@ -81,6 +82,22 @@ class CoxData:
     def sorted_x(self, X: np.ndarray) -> np.ndarray:
         return np.asarray(X, dtype=float)[self.order]
 
+    def risk_set_sums(self, w: np.ndarray) -> np.ndarray:
+        """:math:`S_{jl}` of the rows of ``w`` for every event, shape (D,) + ``w.shape[1:]``.
+
+        ``w`` (n, ...) holds per-subject terms in time order (e.g. :math:`r_i`, :math:`r_i x_i`);
+        the result is, per event (in time order), the sum over its risk set less the Efron share
+        of its tie group, :math:`S_j - \\tfrac{l}{d_j} E_j` (see the module notes). Every
+        column is summed in the same order, so stacking terms in columns changes no value.
+        """
+        risk = np.cumsum(w[::-1], axis=0)[::-1][self.event_first]
+        if self.ties == "breslow":  # no share of the tie group is taken out
+            return risk
+        tied = np.zeros((self.n_groups,) + w.shape[1:])
+        np.add.at(tied, self.group, w[self.ev_pos])
+        frac = self.frac.reshape((-1,) + (1,) * (w.ndim - 1))
+        return risk - frac * tied[self.group]
+
     def derivatives(self, Xs: np.ndarray, beta: np.ndarray, order: int = 2):
         """Log-likelihood, score and information at ``beta`` (``Xs`` already time-sorted).
 
@@ -91,35 +108,41 @@ class CoxData:
             return self._derivatives(Xs, beta, order)
 
     def _derivatives(self, Xs: np.ndarray, beta: np.ndarray, order: int):
+        """:meth:`derivatives` without its floating-point error state (callers set it)."""
         eta = Xs @ beta
         shift = eta.max()
         r = np.exp(eta - shift)
-        rev0 = np.cumsum(r[::-1])[::-1]
-        S0 = rev0[self.first]
-        E0 = np.bincount(self.group, weights=r[self.ev_pos], minlength=self.n_groups)
-        s0 = S0[self.group] - self.frac * E0[self.group]
-        xe = Xs[self.ev_pos]
+        n, k = Xs.shape
+        if order == 0:
+            s0 = self.risk_set_sums(r)
+        else:
+            s = self.risk_set_sums(_moment_terms(r, Xs, order))
+            s0 = s[:, 0]
         ll = float(eta[self.ev_pos].sum() - np.log(s0).sum() - shift * self.ev_pos.size)
         if order == 0:
             return ll, None, None
-        rx = r[:, None] * Xs
-        rev1 = np.cumsum(rx[::-1], axis=0)[::-1]
-        S1 = rev1[self.first]
-        E1 = np.zeros((self.n_groups, Xs.shape[1]))
-        np.add.at(E1, self.group, rx[self.ev_pos])
-        s1 = S1[self.group] - self.frac[:, None] * E1[self.group]
-        m = s1 / s0[:, None]
-        grad = xe.sum(axis=0) - m.sum(axis=0)
+        m = s[:, 1 : 1 + k] / s0[:, None]
+        grad = Xs[self.ev_pos].sum(axis=0) - m.sum(axis=0)
         if order == 1:
             return ll, grad, None
-        rxx = rx[:, :, None] * Xs[:, None, :]
-        rev2 = np.cumsum(rxx[::-1], axis=0)[::-1]
-        S2 = rev2[self.first]
-        E2 = np.zeros((self.n_groups, Xs.shape[1], Xs.shape[1]))
-        np.add.at(E2, self.group, rxx[self.ev_pos])
-        s2 = S2[self.group] - self.frac[:, None, None] * E2[self.group]
+        s2 = s[:, 1 + k :].reshape(-1, k, k)
         info = (s2 / s0[:, None, None]).sum(axis=0) - np.einsum("ki,kj->ij", m, m)
         return ll, grad, info
+
+
+def _moment_terms(r: np.ndarray, Xs: np.ndarray, order: int) -> np.ndarray:
+    """Per subject, side by side: r, r x and (order 2) r x xᵀ flattened, shape (n, 1 + p [+ p²]).
+
+    Their risk-set sums are :math:`S^{(0)}`, :math:`S^{(1)}`, :math:`S^{(2)}` in one pass
+    (:meth:`CoxData.risk_set_sums`).
+    """
+    n, p = Xs.shape
+    w = np.empty((n, 1 + p + (p * p if order == 2 else 0)))
+    w[:, 0] = r
+    rx = np.multiply(r[:, None], Xs, out=w[:, 1 : 1 + p])
+    if order == 2:
+        np.multiply(rx[:, :, None], Xs[:, None, :], out=w[:, 1 + p :].reshape(n, p, p))
+    return w
 
 
 @dataclass(frozen=True)
@@ -139,20 +162,31 @@ def newton(data: CoxData, Xs: np.ndarray, beta0: np.ndarray | None = None,
     """Maximise the partial likelihood; returns (beta, loglik, information, converged)."""
     k = Xs.shape[1]
     beta = np.zeros(k) if beta0 is None else np.asarray(beta0, dtype=float).copy()
-    ll, g, info = data.derivatives(Xs, beta)
+    with np.errstate(all="ignore"):
+        return _newton(data, Xs, beta, maxiter, tol)
+
+
+def _newton(data: CoxData, Xs: np.ndarray, beta: np.ndarray, maxiter: int,
+            tol: float) -> tuple[np.ndarray, float, np.ndarray, bool]:
+    ll, g, info = data._derivatives(Xs, beta, 2)
     converged = False
     for _ in range(maxiter):
-        try:
-            step = np.linalg.solve(info, g)
-        except np.linalg.LinAlgError:
-            break
+        if len(g) == 1:  # what the LAPACK solve computes for one covariate, without its set-up
+            if info[0, 0] == 0.0:
+                break
+            step = g / info[0, 0]
+        else:
+            try:
+                step = np.linalg.solve(info, g)
+            except np.linalg.LinAlgError:
+                break
         new = beta + step
-        ll_new, g_new, info_new = data.derivatives(Xs, new)
+        ll_new, g_new, info_new = data._derivatives(Xs, new, 2)
         halvings = 0
         while (not np.isfinite(ll_new) or ll_new < ll - 1e-12) and halvings < 30:
             step = step / 2
             new = beta + step
-            ll_new, g_new, info_new = data.derivatives(Xs, new)
+            ll_new, g_new, info_new = data._derivatives(Xs, new, 2)
             halvings += 1
         done = abs(ll_new - ll) < tol * max(1.0, abs(ll)) and np.max(np.abs(step)) < 1e-7 * (1 + np.max(np.abs(new)))
         beta, ll, g, info = new, ll_new, g_new, info_new
@@ -182,15 +216,21 @@ def fit(data: CoxData, X: np.ndarray, names) -> FastFit:
             raise StatisticsError(f"covariate {names[j]!r}: separation")
     if k > 1 and np.linalg.matrix_rank(X - X.mean(axis=0)) < k:
         raise StatisticsError(f"covariates {list(names)} are collinear")
-    centre, scale = X.mean(axis=0), X.std(axis=0)
+    # X.mean(axis=0) and X.std(axis=0), written as numpy computes them (the same values, without
+    # their set-up, which cost as much as a likelihood evaluation)
+    centre = np.add.reduce(X, axis=0, keepdims=True) / n
+    deviation = X - centre
+    deviation *= deviation
+    scale = np.sqrt(np.add.reduce(deviation, axis=0) / n)
     Zs = data.sorted_x((X - centre) / scale)
-    bs, _, _, converged = newton(data, Zs)
-    _, grad, _ = data.derivatives(Zs, bs, order=1)
-    ok = converged and np.isfinite(bs).all() and np.all(np.abs(grad) < 1e-5 * max(1.0, np.sqrt(data.n_events)))
-    if not ok or np.any(np.abs(bs) > 25):
-        raise StatisticsError(f"Cox model on {list(names)} did not converge")
-    beta = bs / scale
-    ll, _, info = data.derivatives(data.sorted_x(X), beta)
+    with np.errstate(all="ignore"):
+        bs, _, _, converged = _newton(data, Zs, np.zeros(k), 100, 1e-10)
+        _, grad, _ = data._derivatives(Zs, bs, 1)
+        ok = converged and np.isfinite(bs).all() and np.all(np.abs(grad) < 1e-5 * max(1.0, np.sqrt(data.n_events)))
+        if not ok or np.any(np.abs(bs) > 25):
+            raise StatisticsError(f"Cox model on {list(names)} did not converge")
+        beta = bs / scale
+        ll, _, info = data._derivatives(data.sorted_x(X), beta, 2)
     return FastFit(beta, ll, info)
 
 
@@ -209,22 +249,10 @@ def event_moments(data: CoxData, Xs: np.ndarray, beta: np.ndarray):
     eta = Xs @ beta
     r = np.exp(eta - eta.max())
     p = Xs.shape[1]
-    rx = r[:, None] * Xs
-    rxx = rx[:, :, None] * Xs[:, None, :]
-    S0 = np.cumsum(r[::-1])[::-1][data.first]
-    S1 = np.cumsum(rx[::-1], axis=0)[::-1][data.first]
-    S2 = np.cumsum(rxx[::-1], axis=0)[::-1][data.first]
-    E0 = np.bincount(data.group, weights=r[data.ev_pos], minlength=data.n_groups)
-    E1 = np.zeros((data.n_groups, p))
-    np.add.at(E1, data.group, rx[data.ev_pos])
-    E2 = np.zeros((data.n_groups, p, p))
-    np.add.at(E2, data.group, rxx[data.ev_pos])
-    f = data.frac
-    s0 = S0[data.group] - f * E0[data.group]
-    s1 = S1[data.group] - f[:, None] * E1[data.group]
-    s2 = S2[data.group] - f[:, None, None] * E2[data.group]
-    m = s1 / s0[:, None]
-    v = s2 / s0[:, None, None] - m[:, :, None] * m[:, None, :]
+    s = data.risk_set_sums(_moment_terms(r, Xs, 2))
+    s0 = s[:, 0]
+    m = s[:, 1 : 1 + p] / s0[:, None]
+    v = s[:, 1 + p :].reshape(-1, p, p) / s0[:, None, None] - m[:, :, None] * m[:, None, :]
     return Xs[data.ev_pos], m, v, data.group
 
 
@@ -247,11 +275,7 @@ def third_derivative(data: CoxData, Xs: np.ndarray, beta: np.ndarray) -> np.ndar
             w = r[:, None, None] * Xs[:, :, None] * Xs[:, None, :]
         else:
             w = r[:, None, None, None] * Xs[:, :, None, None] * Xs[:, None, :, None] * Xs[:, None, None, :]
-        S = np.cumsum(w[::-1], axis=0)[::-1][data.first]
-        E = np.zeros((data.n_groups,) + w.shape[1:])
-        np.add.at(E, data.group, w[data.ev_pos])
-        f = data.frac.reshape((-1,) + (1,) * (w.ndim - 1))
-        terms.append(S[data.group] - f * E[data.group])
+        terms.append(data.risk_set_sums(w))
     s0 = terms[0]
     m = terms[1] / s0[:, None]
     M2 = terms[2] / s0[:, None, None]

@@ -42,9 +42,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
+from scipy import special
 
 __all__ = ["ForwardLR", "StepwiseTrace", "univariate_screen"]
+
+
+def _chi2_1df_sf(statistic: float) -> float:
+    """P(χ²₁ > statistic): the function ``scipy.stats.chi2.sf(statistic, 1)`` evaluates, called directly
+    (the same values; the distribution object's argument handling cost more than a likelihood fit)."""
+    return special.chdtrc(1, statistic)
 
 
 def univariate_screen(p_values: Mapping[str, float], screen_p: float | None) -> list[str]:
@@ -145,7 +151,7 @@ class ForwardLR:
                     s = self.score_for(model, c)
                 except np.linalg.LinAlgError:
                     s = np.nan  # collinear with the current model: cannot enter
-                scores.append((c, s, stats.chi2.sf(s, 1) if np.isfinite(s) else np.nan))
+                scores.append((c, s, _chi2_1df_sf(s) if np.isfinite(s) else np.nan))
                 trace.candidates.append({"step": step + 1, "variable": c, "statistic": s, "p": scores[-1][2]})
             usable = [s for s in scores if np.isfinite(s[2])]
             if not usable:
@@ -168,7 +174,7 @@ class ForwardLR:
                                 "df": 1, "p": best[2], "model": ", ".join(model)})
             # --- removal, repeated while something leaves
             while model and step < max_steps:
-                lrs = [(c, lr, stats.chi2.sf(lr, 1)) for c in model for lr in [self.lr_for(model, c)]]
+                lrs = [(c, lr, _chi2_1df_sf(lr)) for c in model for lr in [self.lr_for(model, c)]]
                 worst_p = max(s[2] for s in lrs)
                 worst = next(s for s in lrs if s[2] >= worst_p - 1e-12)
                 if worst[2] <= p_remove:

@@ -522,6 +522,7 @@ def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -
 
     t = np.asarray(cols["efs_days"], float)
     e = np.asarray(cols["efs_event"], int)
+    outcome = _coxfast.CoxData(t, np.asarray(e, float), "breslow")
     tl = np.asarray(cols["target_tmax_lmax"], float)
     asp = np.asarray(cols["target_asp"], float)
     if not (youden_robust(tl, cols["tl_high"], e, _TL_REALISED, True)
@@ -531,11 +532,11 @@ def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -
     fixed = {"bone_marrow_metastasis": bm, "curie_score": np.asarray(cols["curie_score"], float),
              "idrf_number": np.asarray(cols["idrf_number"], float)}
     for name, x in fixed.items():
-        if not _wald_p(t, e, x) < 0.04:  # clinical variables are not measured: exact
+        if not _wald_p(t, e, x, data=outcome) < 0.04:  # clinical variables are not measured: exact
             return -1.0
     age = (np.asarray(cols["age_months"]) >= 18).astype(float)
     nb = (np.asarray(cols["histology"]) == "NB").astype(float)
-    if not (_wald_p(t, e, age) > 0.05 and _wald_p(t, e, nb) > 0.05):
+    if not (_wald_p(t, e, age, data=outcome) > 0.05 and _wald_p(t, e, nb, data=outcome) > 0.05):
         return -1.0
     n = t.size
     realised = []
@@ -543,7 +544,7 @@ def _study_pattern(cols: Mapping, rng: np.random.Generator, n_checks: int = 3) -
         r_tl = tl * np.exp(rng.uniform(-0.03, 0.03, n))
         r = {**fixed, "tmax_lmax": r_tl, "asphericity": asp + rng.uniform(-0.025, 0.025, n),
              "tmax_lmean": r_tl * _LMAX_OVER_LMEAN * np.exp(_LMAX_OVER_LMEAN_LOGSD * rng.standard_normal(n))}
-        if not all(_wald_p(t, e, r[k]) < 0.02 for k in ("tmax_lmax", "asphericity", "tmax_lmean")):
+        if not all(_wald_p(t, e, r[k], data=outcome) < 0.02 for k in ("tmax_lmax", "asphericity", "tmax_lmean")):
             return -1.0
         realised.append(r)
     order = list(TABLE2_SIGNIFICANT)
