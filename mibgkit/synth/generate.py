@@ -524,7 +524,9 @@ def _patients(design, entropies, out_dir, workers: int, files: dict) -> Iterator
         for job in jobs:
             yield _work(job)
         return
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    from ..cluster import reuse_image_buffers
+
+    with ProcessPoolExecutor(max_workers=workers, initializer=reuse_image_buffers) as pool:
         # map() keeps order; chunks of one keep only a few patients in flight.
         yield from pool.map(_work, jobs, chunksize=1)
 
