@@ -110,7 +110,7 @@ class CoxData:
     def _derivatives(self, Xs: np.ndarray, beta: np.ndarray, order: int):
         """:meth:`derivatives` without its floating-point error state (callers set it)."""
         eta = Xs @ beta
-        shift = eta.max()
+        shift = np.maximum.reduce(eta)
         r = np.exp(eta - shift)
         n, k = Xs.shape
         if order == 0:
@@ -118,15 +118,16 @@ class CoxData:
         else:
             s = self.risk_set_sums(_moment_terms(r, Xs, order))
             s0 = s[:, 0]
-        ll = float(eta[self.ev_pos].sum() - np.log(s0).sum() - shift * self.ev_pos.size)
+        # np.add.reduce is what ndarray.sum calls (same values), without the method's Python layer
+        ll = float(np.add.reduce(eta[self.ev_pos]) - np.add.reduce(np.log(s0)) - shift * self.ev_pos.size)
         if order == 0:
             return ll, None, None
         m = s[:, 1 : 1 + k] / s0[:, None]
-        grad = Xs[self.ev_pos].sum(axis=0) - m.sum(axis=0)
+        grad = np.add.reduce(Xs[self.ev_pos], axis=0) - np.add.reduce(m, axis=0)
         if order == 1:
             return ll, grad, None
         s2 = s[:, 1 + k :].reshape(-1, k, k)
-        info = (s2 / s0[:, None, None]).sum(axis=0) - np.einsum("ki,kj->ij", m, m)
+        info = np.add.reduce(s2 / s0[:, None, None], axis=0) - np.einsum("ki,kj->ij", m, m)
         return ll, grad, info
 
 
