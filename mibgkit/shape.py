@@ -546,8 +546,7 @@ def _vertices(cubes: np.ndarray, config: np.ndarray, grid: tuple[int, int, int],
     corners *= 2
     halves = corners[:, :, None] + _OWNED_HALVES[:, None, :]  # (3, cubes, 4): every vertex a cube may own
     halves = np.compress(_mesh_tables().owns[config].ravel(), halves.reshape(3, -1), axis=1)
-    if linear[0, 1] == linear[0, 2] == linear[1, 0] == linear[1, 2] == linear[2, 0] == linear[2, 1] == 0.0:
-        return halves * np.diagonal(linear)[:, None]  # k · (h / 2): the coordinates _mesh gives, to the bit
+    # on an axis-aligned grid each coordinate is k · (h / 2) plus exact zeros: the vertices of _mesh, to the bit
     return linear @ halves
 
 
@@ -629,30 +628,16 @@ def _reach(proj: np.ndarray) -> np.ndarray:
 def _max_pair_d2(coords: np.ndarray) -> float:
     """max over pairs of (Δx² + Δy²) + Δz², for ``coords`` (3, m); 0 for fewer than two points.
 
-    Small sets in one step; larger ones row block by row block, each row against the columns
-    from the block's first row on (the expression is symmetric to the bit).
+    Row block by row block (one block for small sets), each row against the columns from the
+    block's first row on (the expression is symmetric to the bit).
     """
     m = coords.shape[1]
-    if m < 2:
-        return 0.0
-    if 3 * m * m <= _BLOCK_PAIRS:
-        delta = coords[:, :, None] - coords[:, None, :]
+    rows = max(1, _BLOCK_PAIRS // (3 * m)) if m else 1
+    best = 0.0
+    for start in range(0, m, rows):  # loop over blocks of rows only (few iterations)
+        delta = coords[:, start : start + rows, None] - coords[:, None, start:]
         delta *= delta
         d2 = delta[0] + delta[1]
         d2 += delta[2]
-        return float(d2.max())
-    x, y, z = coords
-    rows = max(1, _BLOCK_PAIRS // m)
-    best = 0.0
-    for start in range(0, m, rows):  # loop over blocks of rows only (few iterations)
-        stop = min(start + rows, m)
-        d2 = np.subtract.outer(x[start:stop], x[start:])
-        d2 *= d2
-        term = np.subtract.outer(y[start:stop], y[start:])
-        term *= term
-        d2 += term
-        np.subtract.outer(z[start:stop], z[start:], out=term)
-        term *= term
-        d2 += term
         best = max(best, float(d2.max()))
     return best

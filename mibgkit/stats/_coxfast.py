@@ -215,12 +215,12 @@ def fit(data: CoxData, X: np.ndarray, names) -> FastFit:
             raise StatisticsError(f"covariate {names[j]!r} is constant")
         if monotone_direction(data.time, e, col) != 0:
             raise StatisticsError(f"covariate {names[j]!r}: separation")
-    if k > 1 and np.linalg.matrix_rank(X - X.mean(axis=0)) < k:
-        raise StatisticsError(f"covariates {list(names)} are collinear")
     # X.mean(axis=0) and X.std(axis=0), written as numpy computes them (the same values, without
     # their set-up, which cost as much as a likelihood evaluation)
     centre = np.add.reduce(X, axis=0, keepdims=True) / n
     deviation = X - centre
+    if k > 1 and np.linalg.matrix_rank(deviation) < k:
+        raise StatisticsError(f"covariates {list(names)} are collinear")
     deviation *= deviation
     scale = np.sqrt(np.add.reduce(deviation, axis=0) / n)
     Zs = data.sorted_x((X - centre) / scale)
