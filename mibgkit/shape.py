@@ -155,8 +155,8 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     Voxel volume: :math:`N \\prod_i \\Delta_i` with N the number of voxels in the mask.
 
     Geometry: for a SimpleITK image the spacing comes from the image. Direction cosines
-    that form an orthonormal matrix (rotations and mirrorings, which is what scanners write)
-    move the mesh rigidly and leave every feature unchanged; a non-orthonormal direction
+    that form an orthonormal matrix (rotations and mirrorings, which is what scanners write;
+    ``|DᵀD − I| ≤ 1e-6`` element-wise, since writers round the cosines) move the mesh rigidly and leave every feature unchanged; a non-orthonormal direction
     matrix (a sheared grid) is applied to the vertices (and to the integrals, through its
     determinant and cofactors) so that the features are still measured in physical space.
 

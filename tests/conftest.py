@@ -1,6 +1,15 @@
 """Shared fixtures: the default synthetic cohort, generated once per test session."""
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# The property tests draw the same examples on every run (seeded from each test's source), so
+# that a run on a clean checkout is repeatable; HYPOTHESIS_PROFILE=explore draws new ones.
+settings.register_profile("repeatable", derandomize=True, database=None, print_blob=True)
+settings.register_profile("explore", print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "repeatable"))
 
 
 @pytest.fixture(scope="session")

@@ -279,6 +279,23 @@ def test_non_orthonormal_direction_is_applied_in_physical_space():
     _assert_same(shape_features(mask, (3.0, 1.0, 1.0)), shape_features(image))
 
 
+def test_direction_rounded_within_the_tolerance_counts_as_a_rotation():
+    """Writers round direction cosines: within 1e-6 of orthonormal the grid is taken as rigid
+    (features as for the identity), beyond it the matrix is applied as a shear."""
+    mask = lobulated_blob(6)
+    spacing = (1.5, 1.0, 1.0)
+    reference = shape_features(mask, spacing)
+    rounded = np.eye(3) + 2.5e-8  # every cosine off by 2.5e-8, as in a file written with 8 digits
+    assert _orthonormal_to_tolerance(rounded)
+    _assert_same(reference, shape_features(_as_image(mask, spacing, rounded)))
+    sheared = np.eye(3) + 2e-6
+    assert not _orthonormal_to_tolerance(sheared)
+    applied = shape_features(_as_image(mask, spacing, sheared))
+    assert applied["mesh_volume_mm3"] == pytest.approx(
+        reference["mesh_volume_mm3"] * np.linalg.det(sheared), rel=1e-12)
+    assert applied["mesh_volume_mm3"] != reference["mesh_volume_mm3"]
+
+
 def test_crop_is_independent_of_image_size_and_position():
     blob = lobulated_blob(7)
     small = shape_features(blob, SPECT_LIKE)
@@ -483,8 +500,15 @@ masks_to_9 = hnp.arrays(bool, hnp.array_shapes(min_dims=3, max_dims=3, min_side=
     lambda m: m.any())
 # a noise mask holding every cube configuration with triangles (254), the 24 with a centre vertex among them
 NOISE = np.random.default_rng(2).random((12, 12, 12)) < 0.5
+def _orthonormal_to_tolerance(matrix):
+    """shape.py's rule: a direction this close to orthonormal is a rotation written with rounding."""
+    return np.allclose(matrix.T @ matrix, np.eye(3), atol=1e-6)
+
+
+# sheared grids: non-orthonormal directions (those within the tolerance count as rotations and
+# are tested on their own below)
 shears = hnp.arrays(float, (3, 3), elements=st.floats(-0.6, 0.6)).map(lambda a: np.eye(3) + a).filter(
-    lambda m: abs(np.linalg.det(m)) > 0.2)
+    lambda m: abs(np.linalg.det(m)) > 0.2 and not _orthonormal_to_tolerance(m))
 
 
 @settings(max_examples=60, deadline=None)
