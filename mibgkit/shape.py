@@ -459,7 +459,7 @@ class _MeshTables(NamedTuple):
     triangle_normal: np.ndarray  # (t, 3) float: (b − a) × (c − a) in half voxels, exact integers
     flux_z: np.ndarray  # (256,) int64: Σ n_z over a configuration's triangles
     flux_offset: np.ndarray  # (256,) int64: Σ (a_z + b_z + c_z) n_z over them
-    owns: np.ndarray  # (256, 4) bool: which of _OWNED_HALVES are vertices of the mesh
+    owns: np.ndarray  # (4, 256) bool: which of _OWNED_HALVES are vertices of the mesh
 
 
 @functools.lru_cache(maxsize=1)
@@ -473,7 +473,7 @@ def _mesh_tables() -> _MeshTables:
     offset = (a[:, 0] + b[:, 0] + c[:, 0]) * normal[:, 0]
     bits = (np.arange(256)[:, None] >> np.arange(8)) & 1
     owns = np.stack([bits[:, 0] != bits[:, 1], bits[:, 0] != bits[:, 2], bits[:, 0] != bits[:, 4],
-                     (table == 12).any(axis=1)], axis=1)  # an edge with a sign change; a centre vertex
+                     (table == 12).any(axis=1)])  # an edge with a sign change; a centre vertex
     return _MeshTables(
         has_triangles=counts > 0, triangle_config=config, triangle_normal=normal.astype(float),
         flux_z=np.bincount(config, weights=normal[:, 0], minlength=256).astype(np.int64),
@@ -540,12 +540,12 @@ def _vertices(cubes: np.ndarray, config: np.ndarray, grid: tuple[int, int, int],
 
     A vertex lies on an edge between an inside and an outside voxel, or at the centre of a cube
     whose configuration has one; each cube owns the edges from its first corner and its centre.
-    Order: by cube, then x, y, z edge and centre (not the mesh's numbering).
+    Order: x, y, z edges and centres, each by cube (not the mesh's numbering).
     """
     corners = np.array(np.unravel_index(cubes, grid))
     corners *= 2
-    halves = corners[:, :, None] + _OWNED_HALVES[:, None, :]  # (3, cubes, 4): every vertex a cube may own
-    halves = np.compress(_mesh_tables().owns[config].ravel(), halves.reshape(3, -1), axis=1)
+    halves = _OWNED_HALVES[:, :, None] + corners[:, None, :]  # (3, 4, cubes): every vertex a cube may own
+    halves = np.compress(_mesh_tables().owns[:, config].ravel(), halves.reshape(3, -1), axis=1)
     # on an axis-aligned grid each coordinate is k · (h / 2) plus exact zeros: the vertices of _mesh, to the bit
     return linear @ halves
 
