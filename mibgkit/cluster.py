@@ -150,8 +150,11 @@ def map_unordered(
         worker thread, at most 16 items each), so that the scheduler's cost per task stays small
         beside the work.
     on_error : callable, optional
-        ``on_error(item, exception)`` gives the result of each item of a task that failed as a
-        whole (a worker killed for memory, a lost connection); without it the exception is raised.
+        ``on_error(item, exception)`` gives the result of an item whose task failed as a whole (a
+        worker killed for memory or crashed, a lost connection); without it the exception is
+        raised. Such a task's items run again at the end, each alone, and only an item that fails
+        on its own gets ``on_error``: a worker that dies takes down the other tasks it holds and
+        the other items of a chunk, which are innocent.
 
     Yields
     ------
@@ -185,17 +188,27 @@ def map_unordered(
 
     for batch in _take(chunks, in_flight):
         submit(batch)
+    suspects = []  # items of tasks that failed as a whole
     for future in pending:
         batch = batches.pop(future.key)
         try:
             results = future.result()
-        except Exception as exc:
+        except Exception:
             if on_error is None:
                 raise
-            results = [on_error(item, exc) for item in batch]
+            suspects.extend(batch)
+            results = []
         future.release()
         for batch in _take(chunks, 1):
             submit(batch)
+        yield from results
+    for item in suspects:  # one at a time, nothing else in flight: a failure now is the item's own
+        future = client.submit(call_each, func, [item], kwargs, pure=False)
+        try:
+            results = future.result()
+        except Exception as exc:
+            results = [on_error(item, exc)]
+        future.release()
         yield from results
 
 
