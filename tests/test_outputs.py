@@ -106,7 +106,7 @@ def test_a_second_run_refuses_a_held_folder_naming_the_first(tmp_path):
 
 
 def test_a_second_run_waits_for_the_first(tmp_path):
-    proc = _hold(tmp_path / "out", 1.0)
+    proc = _hold(tmp_path / "out", 2.0)  # a margin for a busy machine between "held" and t0
     t0 = time.monotonic()
     with exclusive(tmp_path / "out", wait_s=20, poll_s=0.1):
         waited = time.monotonic() - t0
