@@ -21,13 +21,15 @@ from mibgkit.errors import ManifestError
 from mibgkit.manifest import read_clinical, read_manifest
 from mibgkit.report import NOTEBOOKS
 
-# The default run samples the cases that exercise "not estimable"; the plain 6-patient cohort is
-# rendered by test_hostile_text_stays_text (with hostile text in it) on every run.
-SAMPLED = {"no_events", "cut_none", "separation"}
+# The default run samples the cases that exercise "not estimable" (cutoffs nobody passes and
+# separation together in one cohort); the plain 6-patient cohort is rendered by
+# test_hostile_text_stays_text (with hostile text in it) on every run.
+SAMPLED = {"no_events", "cut_none_separation"}
 
 
 def _variants(m: pd.DataFrame, c: pd.DataFrame) -> dict:
     events = m.efs_event == "1"
+    separated = c.assign(bone_marrow_metastasis=["yes" if e else "no" for e in events])  # BM metastasis = event
     return {
         "base": (m, c, {}),
         "no_events": (m.assign(efs_event="0"), c.assign(event_type="none"), {}),
@@ -38,7 +40,8 @@ def _variants(m: pd.DataFrame, c: pd.DataFrame) -> dict:
         "cut_all": (m, c, {"cutoff_asp": 0.0, "cutoff_tmax_lmax": 0.0}),
         "constant": (m, c.assign(bone_marrow_metastasis="no", curie_score="2"), {}),
         "columns_missing": (m, c.assign(curie_score="", histology="", idrf_number=""), {}),
-        "separation": (m, c.assign(bone_marrow_metastasis=["yes" if e else "no" for e in events]), {}),
+        "separation": (m, separated, {}),
+        "cut_none_separation": (m, separated, {"cutoff_asp": 50, "cutoff_tmax_lmax": 1000}),
     }
 
 
@@ -69,13 +72,15 @@ def test_every_notebook_renders_on_the_cohort(small_cohort, tmp_path, name):
     rc, out = _render(small_cohort, name, tmp_path / name)
     _assert_every_notebook_rendered(rc, out)
     index = (out / "index.html").read_text()
-    if name in ("no_events", "two", "all_events", "cut_none", "separation"):
+    if name in ("no_events", "two", "all_events", "cut_none", "separation", "cut_none_separation"):
         assert "Not estimable in this cohort" in index  # ... with the reason beside each item
         assert re.search(r"<li>.*— .{10,}</li>", index), index[-800:]
     if name == "no_events":
         assert "ROC needs both positive and negative" in index
-    if name == "cut_none":
+    if name.startswith("cut_none"):
         assert "every patient is in the &#x27;low&#x27; group" in index
+    if name.endswith("separation"):  # the Cox model of the separating covariate, with why
+        assert "&#x27;bone_marrow_metastasis&#x27;: no events where it equals 0" in index
 
 
 # --------------------------------------------------------------------------- hostile text
