@@ -157,8 +157,9 @@ def shape_features(mask: Any, spacing: Any = None, *, label: int | float | None 
     Geometry: for a SimpleITK image the spacing comes from the image. Direction cosines
     that form an orthonormal matrix (rotations and mirrorings, which is what scanners write;
     ``|DᵀD − I| ≤ 1e-6`` element-wise, since writers round the cosines) move the mesh rigidly
-    and leave every feature unchanged; a non-orthonormal direction matrix (a sheared grid) is applied to the vertices (and to the integrals, through its
-    determinant and cofactors) so that the features are still measured in physical space.
+    and leave every feature unchanged; a non-orthonormal direction matrix (a sheared grid) is
+    applied to the vertices (and to the integrals, through its determinant and cofactors) so
+    that the features are still measured in physical space.
 
     The marching-cubes mesh of a binary mask is a staircase with cut corners. Its volume
     converges to the true volume as the voxels shrink, but its surface area does not: for a
