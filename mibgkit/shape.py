@@ -35,8 +35,9 @@ _ALL_PAIRS_UP_TO = 64
 _COLUMNS_ABOVE = 3000
 # Pairs are compared in blocks of about this many, so that the pairwise step works in the cache.
 _BLOCK_PAIRS = 16384
-# The 13 directions of the first pruning (axes, face and body diagonals) as unit rows, and the
-# cosine of the covering radius of these directions and their opposites on the sphere
+# The 13 directions of the first pruning (axes, face and body diagonals) as unit rows, followed
+# by their opposites (so that a row's largest projection is also minus the smallest of its
+# opposite), and the cosine of the covering radius of these directions on the sphere
 # (0.886452 rounded down).
 _DIRECTIONS_13 = np.array(
     [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1],
@@ -44,16 +45,17 @@ _DIRECTIONS_13 = np.array(
     dtype=float,
 )
 _DIRECTIONS_13 /= np.sqrt((_DIRECTIONS_13**2).sum(axis=1))[:, None]
+_DIRECTIONS_26 = np.concatenate((_DIRECTIONS_13, -_DIRECTIONS_13))
 _COS_13 = 0.88645
-_ROWS_13 = np.arange(13)
-# Finer: the 49 primitive integer vectors in {-2..2}^3 up to sign, as unit rows
-# (covering radius with their opposites: cos = 0.952910, rounded down).
+# Finer: the 49 primitive integer vectors in {-2..2}^3 up to sign, as unit rows, then their
+# opposites (covering radius: cos = 0.952910, rounded down).
 _DIRECTIONS_49 = np.array(
     [v for v in itertools.product(range(-2, 3), repeat=3)
      if any(v) and math.gcd(*v) == 1 and v > tuple(-c for c in v)],
     dtype=float,
 )
 _DIRECTIONS_49 /= np.sqrt((_DIRECTIONS_49**2).sum(axis=1))[:, None]
+_DIRECTIONS_98 = np.concatenate((_DIRECTIONS_49, -_DIRECTIONS_49))
 _COS_49 = 0.95290
 _EYE = np.eye(3)
 _IDENTITY = (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
@@ -334,7 +336,8 @@ def _surface_cubes(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int,
     Returns ``cubes``, the linear index (C order) in the padded grid of each such cube's first
     corner, in increasing order; ``config``, its configuration (bit ``dz*4 + dy*2 + dx`` set when
     that corner is inside); and the padded grid's shape ``(nz, ny, nx)``. Cubes whose eight
-    corners are all inside or all outside hold no triangle and are left out.
+    corners are all inside or all outside (configurations 0 and 255) hold no triangle and are
+    left out; every other configuration has a sign change, hence triangles.
     """
     nz, ny, nx = (n + 2 for n in crop.shape)
     padded = np.zeros((nz, ny, nx), dtype=np.uint8)
@@ -346,7 +349,7 @@ def _surface_cubes(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[int,
     config = np.zeros((nz, ny, nx), dtype=np.uint8)
     np.add(quads[:-1], quads[1:] << 4, out=config[:-1, :-1, :-1])
     config = config.ravel()
-    cubes = np.flatnonzero(_mesh_tables().has_triangles[config])
+    cubes = np.flatnonzero(config - np.uint8(1) < np.uint8(254))  # 1..254: 0 wraps round to 255
     return cubes, config[cubes], (nz, ny, nx)
 
 
@@ -455,7 +458,6 @@ def _cube_tables() -> tuple[np.ndarray, np.ndarray]:
 class _MeshTables(NamedTuple):
     """What each of the 256 cube configurations contributes, from :func:`_cube_tables`."""
 
-    has_triangles: np.ndarray  # (256,) bool
     triangle_config: np.ndarray  # (t,) configuration of each triangle of every configuration
     triangle_normal: np.ndarray  # (t, 3) float: (b − a) × (c − a) in half voxels, exact integers
     flux_z: np.ndarray  # (256,) int64: Σ n_z over a configuration's triangles
@@ -476,7 +478,7 @@ def _mesh_tables() -> _MeshTables:
     owns = np.stack([bits[:, 0] != bits[:, 1], bits[:, 0] != bits[:, 2], bits[:, 0] != bits[:, 4],
                      (table == 12).any(axis=1)])  # an edge with a sign change; a centre vertex
     return _MeshTables(
-        has_triangles=counts > 0, triangle_config=config, triangle_normal=normal.astype(float),
+        triangle_config=config, triangle_normal=normal.astype(float),
         flux_z=np.bincount(config, weights=normal[:, 0], minlength=256).astype(np.int64),
         flux_offset=np.bincount(config, weights=offset, minlength=256).astype(np.int64),
         owns=owns)
@@ -582,14 +584,15 @@ def _max_diameter(coords: np.ndarray) -> float:
     n = coords.shape[1]
     if n <= _ALL_PAIRS_UP_TO:
         return math.sqrt(_max_pair_d2(coords))
-    proj = _DIRECTIONS_13 @ coords
-    extremes = np.concatenate((proj.argmax(axis=1), proj.argmin(axis=1)))
+    proj = _DIRECTIONS_26 @ coords  # rows 13..25: minus rows 0..12
+    extremes = proj.argmax(axis=1)  # the largest and (rows 13..25) the smallest projections
     ends = np.take(coords, extremes, axis=1)  # (3, 26), C order like every array below
     norms = np.einsum("ij,ij->j", coords, coords)
     if n > _COLUMNS_ABOVE:
         # Columns that cannot be the farthest vertex from any extreme are left out: the largest
         # width along the 13 directions is the distance of a (row, column) pair, hence at most L.
-        width = float((proj[_ROWS_13, extremes[:13]] - proj[_ROWS_13, extremes[13:]]).max())
+        highest = proj[np.arange(26), extremes]
+        width = float((highest[:13] + highest[13:]).max())
         columns = np.flatnonzero(_reach(proj) >= _COS_13 * (width - 1e-6 * (1.0 + width)))
         d2 = ends.T @ np.take(coords, columns, axis=1)
         d2 *= -2.0
@@ -608,7 +611,7 @@ def _max_diameter(coords: np.ndarray) -> float:
     radius2 = np.einsum("ij,ij->j", offsets, offsets)
     radius = math.sqrt(float(radius2.max()))
     candidates = coords if bound <= radius else np.compress(radius2 >= (bound - radius) ** 2, coords, axis=1)
-    for directions, cos_theta in ((_DIRECTIONS_13, _COS_13), (_DIRECTIONS_49, _COS_49)):
+    for directions, cos_theta in ((_DIRECTIONS_26, _COS_13), (_DIRECTIONS_98, _COS_49)):
         if candidates.shape[1] <= _ALL_PAIRS_UP_TO:
             break
         candidates = np.compress(_reach(directions @ candidates) >= cos_theta * bound, candidates, axis=1)
@@ -616,13 +619,14 @@ def _max_diameter(coords: np.ndarray) -> float:
 
 
 def _reach(proj: np.ndarray) -> np.ndarray:
-    """B(p) = max_k max(h_k − p·u_k, p·u_k − l_k) per column of ``proj`` (K, m), which is overwritten.
+    """B(p) = max_k max(h_k − p·u_k, p·u_k − l_k) per column of ``proj`` (2K, m).
 
-    h_k and l_k are the largest and smallest projections on direction k, over the columns.
+    ``proj`` holds the projections on K directions followed by those on their opposites, so
+    that B(p) is the largest, over its rows, of the row's maximum over the columns minus p's
+    entry (h_k and l_k are the largest and smallest projections on direction k, over the
+    columns).
     """
     spread = proj.max(axis=1, keepdims=True) - proj
-    proj -= proj.min(axis=1, keepdims=True)
-    np.maximum(spread, proj, out=spread)
     return spread.max(axis=0)
 
 

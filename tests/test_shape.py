@@ -597,3 +597,9 @@ def test_max_diameter_of_a_large_mesh_to_the_bit(seed):
 
 def test_the_noise_mask_holds_every_configuration():
     assert len(np.unique(mibgkit.shape._surface_cubes(NOISE)[1])) == 254
+
+
+def test_exactly_the_mixed_configurations_hold_triangles():
+    """_surface_cubes keeps configurations 1..254: marching cubes must give those, and only those, triangles."""
+    _, counts = mibgkit.shape._cube_tables()
+    assert np.flatnonzero(counts).tolist() == list(range(1, 255))
