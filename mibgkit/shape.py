@@ -35,9 +35,9 @@ _ALL_PAIRS_UP_TO = 64
 _COLUMNS_ABOVE = 3000
 # Pairs are compared in blocks of about this many, so that the pairwise step works in the cache.
 _BLOCK_PAIRS = 16384
-# The 13 directions of the first pruning (axes, face and body diagonals) as unit rows, followed
-# by their opposites (so that a row's largest projection is also minus the smallest of its
-# opposite), and the cosine of the covering radius of these directions on the sphere
+# The 13 directions of the first pruning (axes, face and body diagonals) as unit rows; the same
+# followed by their opposites (so that the largest projection on an opposite is minus the
+# smallest on its direction); and the cosine of the covering radius of the 26 on the sphere
 # (0.886452 rounded down).
 _DIRECTIONS_13 = np.array(
     [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1],
@@ -619,12 +619,11 @@ def _max_diameter(coords: np.ndarray) -> float:
 
 
 def _reach(proj: np.ndarray) -> np.ndarray:
-    """B(p) = max_k max(h_k − p·u_k, p·u_k − l_k) per column of ``proj`` (2K, m).
+    """Per column p of ``proj`` (2K, m): the largest, over the rows, of the row's maximum minus p's entry.
 
-    ``proj`` holds the projections on K directions followed by those on their opposites, so
-    that B(p) is the largest, over its rows, of the row's maximum over the columns minus p's
-    entry (h_k and l_k are the largest and smallest projections on direction k, over the
-    columns).
+    With the projections on K directions u_k followed by those on their opposites as rows, that
+    is B(p) = max_k max(h_k − p·u_k, p·u_k − l_k), h_k and l_k the largest and smallest
+    projections on u_k over the columns.
     """
     spread = proj.max(axis=1, keepdims=True) - proj
     return spread.max(axis=0)
