@@ -591,7 +591,7 @@ def _max_diameter(coords: np.ndarray) -> float:
     if n > _COLUMNS_ABOVE:
         # Columns that cannot be the farthest vertex from any extreme are left out: the largest
         # width along the 13 directions is the distance of a (row, column) pair, hence at most L.
-        highest = proj[np.arange(26), extremes]
+        highest = proj.max(axis=1)  # h_k, then −l_k
         width = float((highest[:13] + highest[13:]).max())
         columns = np.flatnonzero(_reach(proj) >= _COS_13 * (width - 1e-6 * (1.0 + width)))
         d2 = ends.T @ np.take(coords, columns, axis=1)
