@@ -115,10 +115,11 @@ class Session:
 
     # -- the foot of the report ------------------------------------------------------------------
 
-    def finish(self, *, inputs: Iterable[str] | None = None, base=None) -> pd.DataFrame:
-        """Display the not-estimable list, the warnings and the provenance table; return the latter.
+    def finish(self, *, inputs: Iterable[str] | None = None, base=None) -> None:
+        """Display the not-estimable list, the warnings and the provenance table.
 
-        ``inputs`` and ``base`` default to the loaded cohort's files and folder.
+        ``inputs`` and ``base`` default to the loaded cohort's files and folder. Nothing is returned:
+        as a notebook's last expression, a returned table would be shown a second time, unformatted.
         """
         from IPython.display import Markdown, display
 
@@ -142,7 +143,6 @@ class Session:
         prov = provenance_table(params, inputs=list(inputs or []), base=base, started=self.started)
         display(table(prov, index=False))
         warnings.showwarning = self._showwarning or warnings.showwarning
-        return prov
 
 
 def table(df: pd.DataFrame, *, index: bool = True, precision: int | None = None, formats=None,

@@ -50,6 +50,7 @@ def test_every_notebook_is_rendered_without_code(rendered):
     for name, title in NOTEBOOKS:
         html = (rendered / f"{name}.html").read_text()
         assert "Provenance" in html, name
+        assert html.count("mibgkit commit") == 1, name  # the provenance table once, formatted
         for code in ("load_cohort(", "plots.set_style()", "display(Markdown(", "warnings.filterwarnings"):
             assert code not in html, (name, code)  # no input cells
         assert "Traceback" not in html, name
