@@ -13,7 +13,7 @@ On a synthetic cohort with ``readers.csv`` (three readers per patient), one core
 ``overlap``
     Dice and HD95 of every pair of readers' ROIs (:func:`mibgkit.readers.roi_overlaps`).
 ``perturbation``
-    the perturbation study of every patient (:func:`mibgkit.perturbation.perturb_cohort`: 19 variants).
+    the perturbation study of every patient (:func:`mibgkit.perturbation.perturb_cohort`: up to 18 variants a patient with the ROI as MTV).
 ``statistics``
     the ICC, Bland–Altman, kappa and robustness tables of report 07.
 

@@ -49,10 +49,11 @@ class Column:
 MANIFEST_COLUMNS: tuple[Column, ...] = (
     Column("patient_id", "id", True, "pseudonymous patient ID; the only identity that reaches a report"),
     Column("spect", "path", True, "SPECT: DICOM file (NM multi-frame) or folder, NIfTI or NRRD"),
-    Column("ct", "path", False, "CT: DICOM folder, NIfTI or NRRD (used for display and native-grid shape)"),
-    Column("roi", "path", True, "tumour ROI: 3D Slicer .seg.nrrd or a labelmap (NIfTI/NRRD)"),
-    Column("roi_segment", "str", False, "exact segment name inside a .seg.nrrd"),
-    Column("roi_label", "int", False, "label value inside a labelmap (default: all non-zero)"),
+    Column("ct", "path", False, "CT: DICOM folder, NIfTI or NRRD (display, native-grid shape, the grid of an RTSTRUCT ROI in its "
+           "Frame of Reference)"),
+    Column("roi", "path", True, "tumour ROI: 3D Slicer .seg.nrrd, a labelmap (NIfTI/NRRD), DICOM SEG or RTSTRUCT"),
+    Column("roi_segment", "str", False, "exact segment name (.seg.nrrd), Segment Label (SEG) or ROI Name (RTSTRUCT)"),
+    Column("roi_label", "int", False, "label value (labelmap; default: all non-zero), Segment Number (SEG) or ROI Number (RTSTRUCT)"),
     Column("markups", "path", False, "3D Slicer .mrk.json with control points liver, muscle_left, muscle_right"),
     Column("organs", "path", False, "organ segmentation (.seg.nrrd with segments liver, muscle_left/muscle_right or "
            "muscle): a sphere leaving its organ is a QC warning"),
