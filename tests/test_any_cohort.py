@@ -91,7 +91,8 @@ FORMULA = "=HYPERLINK(\"x\",\"y\")"
 
 
 def _hostile(m: pd.DataFrame, c: pd.DataFrame, cohort: Path):
-    """Plant script, image-tag, formula and path strings in every text field a user controls."""
+    """Plant script, image-tag, formula and path strings in the text fields a user controls: the
+    manifest's file and segment names, the readers' segment names and DICOM header strings."""
     m = m.copy()
     # a file name and a segment name (a patient whose ROI cannot be read: its QC message names them)
     hostile_roi = Path(m.at[1, "roi"]).with_name(f"{IMG}{FORMULA}.seg.nrrd")
@@ -106,6 +107,11 @@ def _hostile(m: pd.DataFrame, c: pd.DataFrame, cohort: Path):
                "ManufacturerModelName", "OperatorsName", "PatientName", "ProtocolName"):
         setattr(ds, kw, SCRIPT if kw != "PatientName" else "Evil^<b>x</b>")
     ds.save_as(spect)
+    # readers.csv beside the manifest: segment names of two readers' ROIs (report 07 names them)
+    r = pd.read_csv(cohort / "readers.csv", dtype=str, keep_default_na=False)
+    r.loc[r["reader"] == "R2", "roi_segment"] = SCRIPT
+    r.loc[r["reader"] == "R3", "roi_segment"] = FORMULA
+    r.to_csv(cohort / "readers.csv", index=False)
     return m, c, {}
 
 
@@ -127,8 +133,9 @@ def test_hostile_text_stays_text(small_cohort, tmp_path):
             for cell in cells:
                 if cell[:1] in "=+-@" and cell:
                     float(cell)  # only numbers may start like a formula
-    qc = (out / "00_data_qc.html").read_text()
-    assert "&lt;script&gt;" in qc or "&amp;lt;script" in qc  # the messages are there, as text
+    for name in ("00_data_qc.html", "07_reader_agreement.html"):  # the messages are there, as text
+        page = (out / name).read_text()
+        assert "&lt;script&gt;" in page or "&amp;lt;script" in page, name
 
 
 @pytest.mark.parametrize("bad", [IMG, "=cmd|' /C calc'!A0", "../../etc/passwd", ".hidden", "-rf", "x" * 65, "a b"])

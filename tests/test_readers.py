@@ -214,3 +214,34 @@ def test_report_07_renders_without_a_second_reader(small_cohort, tmp_path):
     assert "No second reader given" in html
     assert "Perturbations: would the patient still be on the same side?" in html
     assert "change side at 0.342" in html  # the verdict still speaks, from the perturbations
+
+
+def test_measured_readers_keep_the_readers_csv_order_and_drop_readers_without_a_measurement():
+    from mibgkit.workbook.reader_agreement import measured_readers
+
+    readers = pd.DataFrame({"patient_id": ["A", "A", "A", "B", "B"], "reader": ["R2", "R1", "R3", "R2", "R1"]})
+    long = pd.DataFrame({"patient_id": ["B", "A", "A"], "reader": ["R3", "R1", "R3"]})
+    assert measured_readers(readers, long) == ["R1", "R3"]
+    assert measured_readers(readers, long.iloc[0:0]) == []
+
+
+@pytest.mark.parametrize("unreadable, expect", [
+    (("R1",), "Bland–Altman"),  # the reference falls to R2, the first reader still measured
+    (("R2", "R3"), "Sections 2–5 are not computed: the ROIs of 1 of the 3 readers could be measured"),
+])
+def test_report_07_renders_when_readers_rois_cannot_be_read(small_cohort, tmp_path, unreadable, expect):
+    from mibgkit.report import run_report
+
+    cohort = tmp_path / "cohort"
+    shutil.copytree(small_cohort, cohort)
+    r = pd.read_csv(cohort / "readers.csv", dtype=str, keep_default_na=False)
+    r.loc[r["reader"].isin(unreadable), "roi_segment"] = "no such segment"
+    r.to_csv(cohort / "readers.csv", index=False)
+    run_report(cohort / "data_manifest.csv", out_dir=tmp_path / "out", only=["07_reader_agreement"],
+               parameters={"poisson_draws": 1}, progress=False)
+    html = (tmp_path / "out" / "07_reader_agreement.html").read_text()
+    assert "Reader measurements that failed" in html
+    assert expect in html
+    if unreadable == ("R1",):
+        assert "Not computed" not in html
+        assert ">R3<" in html and ">R2<" in html and "vs R1" not in html

@@ -18,7 +18,7 @@ import pandas as pd
 from .. import paper, stats
 from . import Missing, estimable
 
-__all__ = ["FEATURES", "HEADLINE", "CUTOFFS", "reader_icc_table", "bland_altman_table", "overlap_summary",
+__all__ = ["FEATURES", "HEADLINE", "CUTOFFS", "measured_readers", "reader_icc_table", "bland_altman_table", "overlap_summary",
            "kappa_table", "verdicts"]
 
 #: Features whose agreement the report shows (ratios, the uptakes behind them, volume, shape).
@@ -30,6 +30,14 @@ CUTOFFS: Mapping[str, float] = {v: float(paper.TABLE3.at[v, "cutoff"]) for v in 
 
 #: Features compared on the log scale (ratios a/b) in Bland–Altman: volumes.
 LOG_SCALE = ("mtv_ml",)
+
+
+def measured_readers(readers: pd.DataFrame, long: pd.DataFrame) -> list[str]:
+    """The readers of ``readers`` (readers.csv, in its order) with at least one measured ROI in
+    ``long`` (one row per patient × reader, failed measurements already left out). Agreement needs
+    two of them; the first is the reference of the Bland–Altman comparisons."""
+    measured = set(long["reader"])
+    return [str(r) for r in dict.fromkeys(readers["reader"]) if r in measured]
 
 
 def reader_icc_table(long: pd.DataFrame, features: Sequence[str], missing: Missing) -> pd.DataFrame:
