@@ -2,7 +2,8 @@
 
 A matrix of cohorts made from a 6-patient synthetic cohort by editing its manifest and clinical
 table: what a new user tries first (6 patients, 3, 2), no event, every patient an event, cutoffs
-nobody or everybody passes, a constant covariate, clinical columns entirely missing, separation.
+nobody or everybody passes, a constant covariate, clinical columns entirely missing, separation, no
+patient measurable.
 Every notebook must render, ``mibgkit report`` exit 0, and what cannot be estimated be listed with
 a reason on the index page. The default run samples the matrix; ``--run-slow`` runs all of it.
 """
@@ -42,6 +43,8 @@ def _variants(m: pd.DataFrame, c: pd.DataFrame) -> dict:
         "columns_missing": (m, c.assign(curie_score="", histology="", idrf_number=""), {}),
         "separation": (m, separated, {}),
         "cut_none_separation": (m, separated, {"cutoff_asp": 50, "cutoff_tmax_lmax": 1000}),
+        # no patient can be measured (every markups file missing): the QC table lists them all
+        "none_measured": (m.assign(markups="patients/missing.mrk.json"), c, {}),
     }
 
 
@@ -72,7 +75,7 @@ def test_every_notebook_renders_on_the_cohort(small_cohort, tmp_path, name):
     rc, out = _render(small_cohort, name, tmp_path / name)
     _assert_every_notebook_rendered(rc, out)
     index = (out / "index.html").read_text()
-    if name in ("no_events", "two", "all_events", "cut_none", "separation", "cut_none_separation"):
+    if name in ("no_events", "two", "all_events", "cut_none", "separation", "cut_none_separation", "none_measured"):
         assert "Not estimable in this cohort" in index  # ... with the reason beside each item
         assert re.search(r"<li>.*— .{10,}</li>", index), index[-800:]
     if name == "no_events":

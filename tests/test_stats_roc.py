@@ -145,3 +145,12 @@ def test_confusion_at_counts_by_brute_force():
     best = roc_cutoff(s, y)
     at = confusion_at(s, y, best["cutoff"])
     assert all(at[k] == best[k] for k in ("tp", "fp", "tn", "fn", "ppv", "npv_ci_lower"))
+
+
+def test_confusion_at_an_empty_cohort_or_one_class_counts_zeros_and_leaves_rates_nan():
+    empty = confusion_at([], [], 0.3)
+    assert (empty["tp"], empty["fp"], empty["tn"], empty["fn"]) == (0, 0, 0, 0)
+    assert all(np.isnan(empty[k]) for k in ("sensitivity", "specificity", "ppv", "npv", "ppv_ci_lower"))
+    none_positive = confusion_at([0.1, 0.5, 0.9], [0, 0, 0], 0.5)
+    assert (none_positive["fp"], none_positive["tn"]) == (2, 1) and np.isnan(none_positive["sensitivity"])
+    assert none_positive["specificity"] == 1 / 3

@@ -114,8 +114,6 @@ def check_binary_scores(score, positive, *, both_classes: bool = True) -> tuple[
     yb = y.astype(float).to_numpy() == 1.0
     if both_classes and (yb.all() or not yb.any()):
         raise StatisticsError(f"ROC needs both positive and negative cases ({int(yb.sum())} of {yb.size} positive)")
-    if yb.size == 0:
-        raise StatisticsError("no cases with both a score and an outcome")
     return s, yb
 
 

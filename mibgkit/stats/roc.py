@@ -166,8 +166,8 @@ def confusion_at(score, positive, cutoff: float, conf_level: float = 0.95) -> di
 
     Used to classify a cohort with a published cutoff. Returns ``tp, fp, tn, fn``,
     ``sensitivity, specificity, ppv, npv`` with exact ``_ci_lower``/``_ci_upper``, and ``cutoff``.
-    The counts exist for any cohort; a proportion whose denominator is 0 (no positives, nobody
-    above the cutoff...) is NaN with a NaN interval.
+    The counts exist for any cohort, an empty one included (all 0); a proportion whose denominator
+    is 0 (no positives, nobody above the cutoff...) is NaN with a NaN interval.
 
     Examples
     --------
