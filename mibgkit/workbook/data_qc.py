@@ -6,8 +6,11 @@ pseudonymous ID, relative file names and measured numbers.
 
 from __future__ import annotations
 
+import warnings
+
 import pandas as pd
 
+from ..errors import ManifestError, QCWarning
 from ..features import SPHERES
 from ..provenance import relative_name
 
@@ -58,15 +61,28 @@ def patients_to_show(qc: pd.DataFrame, features: pd.DataFrame, n: int) -> list[s
     return list(dict.fromkeys(measured[:n] + [p for p in warned if p in measured]))
 
 
-def review_table(manifest_path, patients) -> pd.DataFrame | None:
+def review_table(manifest_path, patients) -> tuple[pd.DataFrame | None, str]:
     """The analyst's review of the manifest's patients (``review.csv`` beside the manifest, written by
-    the live viewer), in manifest order; None when there is no review file. Rows of other patients
-    (a manifest of part of a cohort) are left out."""
+    the live viewer): ``(table, problem)``.
+
+    ``table`` holds the rows of ``patients``, in their order; None when there is no review file or it
+    cannot be used. ``problem`` is ``""``, or why the file cannot be used (not a CSV, an unknown flag,
+    a repeated patient...: :func:`mibgkit.review.read_review` lists every row's problem), so that the
+    report says so and goes on. Rows of other patients (a manifest of part of a cohort) are left out
+    with a :class:`~mibgkit.errors.QCWarning` naming them."""
     from ..review import read_review, review_path_for
 
     path = review_path_for(manifest_path)
     if not path.is_file():
-        return None
-    review = read_review(path).set_index("patient_id")
+        return None, ""
+    try:
+        review = read_review(path).set_index("patient_id")
+    except ManifestError as e:
+        return None, f"{path.name}: {e.reason}"
+    others = [p for p in review.index if p not in set(patients)]
+    if others:
+        warnings.warn(f"{path.name}: rows of patients that are not in the manifest are left out: "
+                      f"{', '.join(others[:20])}{f' and {len(others) - 20} more' if len(others) > 20 else ''}",
+                      QCWarning, stacklevel=2)
     order = [p for p in patients if p in review.index]
-    return review.loc[order].reset_index()
+    return review.loc[order].reset_index(), ""
