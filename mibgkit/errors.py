@@ -11,6 +11,7 @@ Hierarchy::
     ├── GeometryError       images, masks or points do not line up in physical space
     ├── SegmentationError   an ROI/MTV is empty, missing, ambiguous or unusable
     ├── StatisticsError     a statistical method cannot be applied to the data
+    ├── ParameterError      a run's parameter is outside what it can be (also a ValueError)
     └── OutputError         an output cannot be written (full disk, no permission, another run)
 """
 
@@ -62,6 +63,11 @@ class SegmentationError(MibgkitError):
 
 class StatisticsError(MibgkitError):
     """A statistical method cannot be applied to the data as given."""
+
+
+class ParameterError(MibgkitError, ValueError):
+    """A parameter of a run (an MTV method, a threshold fraction...) is outside what it can be:
+    checked before any patient is measured."""
 
 
 class OutputError(MibgkitError):

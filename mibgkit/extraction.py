@@ -37,6 +37,7 @@ from tqdm.auto import tqdm
 
 from .errors import MibgkitError, OutputError
 from .outputs import csv_text, exclusive, write_text
+from . import segment
 from .features import FEATURE_COLUMNS, SPHERES, extract_patient
 
 QC_COLUMNS = ("patient_id", "status", "error_type", "file", "message")
@@ -434,6 +435,7 @@ def extract(
         The assembled tables (in manifest order; :meth:`Extraction.tables` parses them) and the
         per-patient outcomes.
     """
+    segment.check_mtv(mtv_method, (mtv_params or {}).get("fraction"))
     if output is not None and parts_dir is None:
         parts_dir = parts_dir_for(output)
     if dicom is not None:

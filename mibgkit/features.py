@@ -337,13 +337,14 @@ class PatientData:
     """
 
     def __init__(self, patient_id: str, spect: sitk.Image, roi_native: sitk.Image, centres: Mapping,
-                 organs: Mapping | None, *, roi_path=None, load_warnings: Sequence[str] = ()):
+                 organs: Mapping | None, *, roi_path=None, centres_path=None, load_warnings: Sequence[str] = ()):
         self.patient_id = str(patient_id)
         self.spect = spect
         self.roi_native = roi_native
         self.centres = {k: tuple(float(x) for x in v) for k, v in centres.items()}
         self.organs = organs
         self.roi_path = roi_path
+        self.centres_path = centres_path  # the markups file the centres came from (None: manifest columns)
         self.load_warnings = list(load_warnings)
         self._boxes: dict = {}
         self._refs: dict = {}
@@ -364,7 +365,8 @@ class PatientData:
             centres = load_centres(row, patient=pid)
             organs = load_organs(row, spect, patient=pid)
             clock.lap("markups_read")
-        return cls(pid, spect, roi_native, centres, organs, roi_path=row.get("roi"), load_warnings=notes)
+        return cls(pid, spect, roi_native, centres, organs, roi_path=row.get("roi"),
+                   centres_path=row.get("markups") or None, load_warnings=notes)
 
     def roi_box(self, margin_vox=(0, 0, 0), roi: sitk.Image | None = None) -> tuple[sitk.Image, tuple, list]:
         """The ROI on a box of the SPECT grid grown by ``margin_vox`` (cached): ``(mask, start, warnings)``."""
@@ -382,10 +384,16 @@ class PatientData:
     def reference(self, centres: Mapping | None = None) -> dict:
         """Liver and muscle reference uptake (:func:`mibgkit.voi.reference_uptake`) at ``centres``
         (default: the patient's), cached per centre set."""
-        centres = self.centres if centres is None else {k: tuple(float(x) for x in v) for k, v in centres.items()}
+        own = centres is None
+        centres = self.centres if own else {k: tuple(float(x) for x in v) for k, v in centres.items()}
         key = tuple(sorted(centres.items()))
         if key not in self._refs:
-            self._refs[key] = reference_uptake(self.spect, centres, organ_masks=self.organs)
+            try:
+                self._refs[key] = reference_uptake(self.spect, centres, organ_masks=self.organs)
+            except GeometryError as e:  # a sphere off the image: the patient's own centres name their file
+                if own and e.path is None and self.centres_path:
+                    raise GeometryError(e.reason, patient=self.patient_id, path=self.centres_path) from e
+                raise
         return self._refs[key]
 
     def measure(self, *, mtv_method: str = "roi", mtv_params: Mapping | None = None,

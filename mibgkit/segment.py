@@ -19,12 +19,13 @@ neighbouring hot organs inside the search region do not join the tumour.
 from __future__ import annotations
 
 import math
+import numbers
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .errors import GeometryError, SegmentationError
+from .errors import GeometryError, ParameterError, SegmentationError
 
 MTV_METHODS = ("roi", "percent_max", "adaptive")
 
@@ -50,6 +51,16 @@ def dilate_mm(mask: np.ndarray, spacing_zyx, radius_mm: float) -> np.ndarray:
 def _component_with(mask: np.ndarray, seed: tuple) -> np.ndarray:
     labels, _ = ndimage.label(mask, structure=np.ones((3, 3, 3), bool))
     return labels == labels[seed]
+
+
+def check_mtv(method: str, fraction: float | None = None) -> None:
+    """Raise :class:`~mibgkit.errors.ParameterError` (a ValueError) unless ``method`` is one of
+    :data:`MTV_METHODS` and ``fraction``, where given for a thresholding method, lies in (0, 1)."""
+    if method not in MTV_METHODS:
+        raise ParameterError(f"unknown MTV method {method!r}; choose one of {', '.join(MTV_METHODS)}")
+    if method in DEFAULT_FRACTIONS and fraction is not None and not (
+            isinstance(fraction, numbers.Real) and 0 < fraction < 1):
+        raise ParameterError(f"the {method} threshold fraction must be a number in (0, 1), got {fraction!r}")
 
 
 def mtv_mask(
@@ -89,8 +100,7 @@ def mtv_mask(
     info : dict
         ``method, threshold, tmax, background, fraction, n_voxels``.
     """
-    if method not in MTV_METHODS:
-        raise ValueError(f"unknown MTV method {method!r}; choose one of {', '.join(MTV_METHODS)}")
+    check_mtv(method, fraction)
     if roi.GetSize() != image.GetSize() or not np.allclose(roi.GetSpacing(), image.GetSpacing()) or not np.allclose(
         roi.GetOrigin(), image.GetOrigin(), atol=1e-3
     ):
@@ -128,8 +138,6 @@ def mtv_mask(
             else:
                 bg = float(background)
             thr = bg + f * (tmax - bg)
-        if not 0 < f < 1:
-            raise ValueError(f"threshold fraction must be in (0, 1), got {f}")
         seed = np.unravel_index(np.argmax(np.where(r, v, -np.inf)), r.shape)
         if not v[seed] >= thr:
             raise SegmentationError(

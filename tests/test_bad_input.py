@@ -286,7 +286,16 @@ def test_organ_outside_the_field_of_view_is_a_warning_not_an_error(cohort):
 
 def test_sphere_entirely_outside_the_image(cohort):
     write_markups(bad_dir(cohort) / "spheres.mrk.json", {**CENTRES, "muscle_left": (900.0, 0.0, 0.0)})
-    expect_error(cohort, "", "muscle_left", "outside the image")
+    expect_error(cohort, "BAD01/spheres.mrk.json", "muscle_left", "outside the image")  # the file is named
+
+
+def test_sphere_from_the_manifests_columns_entirely_outside_the_image(cohort):
+    rows = pd.read_csv(cohort / "data_manifest.csv").to_dict("records")
+    rows[1]["markups"] = ""
+    for name, centre in {**CENTRES, "liver": (0.0, 0.0, 900.0)}.items():
+        for axis, v in zip("xyz", centre):
+            rows[1][f"{name}_{axis}_mm"] = v
+    expect_error(cohort, "", "liver sphere", "outside the image", manifest_rows=rows)  # no file to name
 
 
 # ---- tables --------------------------------------------------------------------------------
@@ -346,3 +355,27 @@ def test_qc_messages_carry_no_machine_path(cohort):
     m.loc[m.patient_id == "BAD01", "spect"] = "patients/BAD01/ct"
     bad = expect_error(cohort, "patients/BAD01/ct", manifest_rows=m.to_dict("records"))
     assert str(cohort) not in bad["message"] and str(cohort) not in bad["file"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--mtv-method", "percent_max", "--fraction", "1.0"], "percent_max threshold fraction must be a number in (0, 1)"),
+    (["--mtv-method", "adaptive", "--fraction", "-0.2"], "adaptive threshold fraction"),
+])
+def test_an_invalid_mtv_parameter_stops_the_run_before_any_patient(cohort, tmp_path, capsys, args, message):
+    from mibgkit.cli import main
+
+    out = tmp_path / "features.csv"
+    assert main(["extract", str(cohort / "data_manifest.csv"), "-o", str(out), "-q", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists() and not (tmp_path / "features.parts").exists()
+
+
+def test_an_invalid_mtv_parameter_stops_the_report_before_any_patient(small_cohort, tmp_path, capsys):
+    from mibgkit.cli import main
+
+    params = tmp_path / "params.json"
+    params.write_text(json.dumps({"mtv_method": "adaptive", "mtv_fraction": 1.0}))
+    assert main(["report", "--manifest", str(small_cohort / "data_manifest.csv"), "--out", str(tmp_path / "reports"),
+                 "--params", str(params), "-q"]) == 2
+    assert "adaptive threshold fraction must be a number in (0, 1), got 1.0" in capsys.readouterr().err
+    assert not (tmp_path / "reports" / "index.html").exists()

@@ -1,5 +1,7 @@
 """MTV definitions: as drawn, %-of-Tmax and background-adapted thresholds."""
 
+import re
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -94,3 +96,29 @@ def test_threshold_above_tmax_is_an_error_not_the_complement():
     cold, roi2, _ = phantom(bg=50.0, hot=20.0)
     with pytest.raises(SegmentationError, match="not hotter than its surroundings"):
         mtv_mask(cold, roi2, "adaptive")
+
+
+@pytest.mark.parametrize("method, fraction, message", [
+    ("otsu", None, "unknown MTV method 'otsu'"),
+    ("percent_max", 1.0, "percent_max threshold fraction must be a number in (0, 1), got 1.0"),
+    ("adaptive", 0.0, "got 0.0"),
+    ("adaptive", float("nan"), "got nan"),
+    ("percent_max", "0.4", "got '0.4'"),
+])
+def test_mtv_parameters_outside_their_range_are_a_parameter_error(method, fraction, message):
+    from mibgkit.errors import ParameterError
+    from mibgkit.segment import check_mtv
+
+    with pytest.raises(ParameterError, match=re.escape(message)):
+        check_mtv(method, fraction)
+    img, roi, _ = phantom(bg=10.0, hot=110.0)
+    with pytest.raises(ValueError, match=re.escape(message)):  # mtv_mask checks by the same rule
+        mtv_mask(img, roi, method, fraction=fraction)
+
+
+def test_valid_mtv_parameters_pass():
+    from mibgkit.segment import check_mtv
+
+    for method, fraction in (("roi", None), ("roi", 5.0), ("percent_max", None), ("percent_max", np.float32(0.4)),
+                             ("adaptive", 0.05), ("adaptive", 0.95)):
+        check_mtv(method, fraction)
