@@ -268,6 +268,20 @@ def _resolve_paths(df: pd.DataFrame, columns: tuple[Column, ...], path: Path, wh
         raise ManifestError("; ".join(problems), path=path)
 
 
+def rows_of_patients(df: pd.DataFrame, patients, path) -> pd.DataFrame:
+    """The rows of ``df`` (a table read from ``path``, one ``patient_id`` per row, in file order)
+    whose patient is one of ``patients``. The others (a manifest of part of a cohort beside the
+    cohort's table) are left out with a :class:`~mibgkit.errors.QCWarning` naming them and their rows."""
+    known = df["patient_id"].isin(list(patients))
+    if known.all():
+        return df
+    rows = [f"{pid} (row {i + 2})" for i, pid in zip(np.flatnonzero(~known), df["patient_id"][~known])]
+    more = f" and {len(rows) - 20} more" if len(rows) > 20 else ""
+    warnings.warn(f"{Path(path).name}: rows of patients that are not in the manifest are left out: "
+                  f"{', '.join(rows[:20])}{more}", QCWarning, stacklevel=3)
+    return df[known].reset_index(drop=True)
+
+
 def read_readers(path: str | os.PathLike, manifest: pd.DataFrame | None = None) -> pd.DataFrame:
     """Read and validate ``readers.csv`` (:data:`READER_COLUMNS`): one row per patient × reader.
 
@@ -282,13 +296,7 @@ def read_readers(path: str | os.PathLike, manifest: pd.DataFrame | None = None) 
     df = _validate(_read_csv(path), READER_COLUMNS, path, key=("patient_id", "reader"))
     _resolve_paths(df, READER_COLUMNS, path, "readers table")
     if manifest is not None:
-        known = df["patient_id"].isin(manifest.index)
-        if not known.all():  # e.g. a manifest of a subset of the cohort beside the cohort's readers.csv
-            rows = [f"{pid} (row {i + 2})" for i, pid in zip(np.flatnonzero(~known), df["patient_id"][~known])]
-            more = f" and {len(rows) - 20} more" if len(rows) > 20 else ""
-            warnings.warn(f"{path.name}: rows of patients that are not in the manifest are left out: "
-                          f"{', '.join(rows[:20])}{more}", QCWarning, stacklevel=2)
-            df = df[known].reset_index(drop=True)
+        df = rows_of_patients(df, manifest.index, path)
         if df.empty:
             raise ManifestError("no row of the readers table is a patient of the manifest", path=path)
     df.attrs["readers"] = str(path)

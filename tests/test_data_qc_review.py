@@ -52,6 +52,6 @@ def test_review_rows_of_patients_not_in_the_manifest_are_left_out_with_a_warning
     shutil.copytree(small_cohort, cohort)
     (cohort / "review.csv").write_text("patient_id,review,note\nNB999,ok,\nNB002,exclude,x\n")
     manifest = read_manifest(cohort / "data_manifest.csv")
-    with pytest.warns(QCWarning, match="review.csv: rows of patients that are not in the manifest are left out: NB999"):
+    with pytest.warns(QCWarning, match=r"review.csv: rows of patients that are not in the manifest are left out: NB999 \(row 2\)"):
         table, problem = data_qc.review_table(manifest.attrs["manifest"], list(manifest.index))
     assert problem == "" and list(table.patient_id) == ["NB002"]

@@ -1,7 +1,6 @@
 """Atomic outputs and provenance: no half-written files, no machine paths, stable digests."""
 
 import os
-from pathlib import Path
 
 import pandas as pd
 import pytest

@@ -6,11 +6,9 @@ pseudonymous ID, relative file names and measured numbers.
 
 from __future__ import annotations
 
-import warnings
-
 import pandas as pd
 
-from ..errors import ManifestError, QCWarning
+from ..errors import ManifestError
 from ..features import SPHERES
 from ..provenance import relative_name
 
@@ -70,19 +68,16 @@ def review_table(manifest_path, patients) -> tuple[pd.DataFrame | None, str]:
     a repeated patient...: :func:`mibgkit.review.read_review` lists every row's problem), so that the
     report says so and goes on. Rows of other patients (a manifest of part of a cohort) are left out
     with a :class:`~mibgkit.errors.QCWarning` naming them."""
+    from ..manifest import rows_of_patients
     from ..review import read_review, review_path_for
 
     path = review_path_for(manifest_path)
     if not path.is_file():
         return None, ""
     try:
-        review = read_review(path).set_index("patient_id")
+        review = read_review(path)
     except ManifestError as e:
         return None, f"{path.name}: {e.reason}"
-    others = [p for p in review.index if p not in set(patients)]
-    if others:
-        warnings.warn(f"{path.name}: rows of patients that are not in the manifest are left out: "
-                      f"{', '.join(others[:20])}{f' and {len(others) - 20} more' if len(others) > 20 else ''}",
-                      QCWarning, stacklevel=2)
+    review = rows_of_patients(review, patients, path).set_index("patient_id")
     order = [p for p in patients if p in review.index]
     return review.loc[order].reset_index(), ""
