@@ -73,18 +73,23 @@ _LABELS = {"liver": "liver", "muscle_left": "muscle left", "muscle_right": "musc
 _CACHE = 3  # patients kept in memory (images, CT)
 
 
+#: A sphere centre while no patient is loaded (the viewer's patient could not be read).
+NO_POINT = (math.nan, math.nan, math.nan)
+
+
 class _PointMM(traitlets.TraitType):
-    """Three finite numbers, LPS mm, stored as a tuple of floats."""
+    """Three finite numbers, LPS mm, stored as a tuple of floats; :data:`NO_POINT` (three NaNs)
+    while no patient is loaded."""
 
     info_text = "a sequence of 3 finite numbers (LPS mm)"
-    default_value = (math.nan, math.nan, math.nan)
+    default_value = NO_POINT
 
     def validate(self, obj, value):
         try:
             point = tuple(float(v) for v in value)
         except (TypeError, ValueError):
             self.error(obj, value)
-        if len(point) != 3 or not all(math.isfinite(v) for v in point):
+        if len(point) != 3 or not (all(math.isfinite(v) for v in point) or all(math.isnan(v) for v in point)):
             self.error(obj, value)
         return point
 
@@ -122,7 +127,8 @@ class PatientViewer(widgets.VBox):
     liver_centre_mm, muscle_left_centre_mm, muscle_right_centre_mm : traits
         Sphere centres, LPS mm (3 floats); assigning one moves that sphere and re-measures. They
         start at the patient's markups (or manifest columns); a patient's moved spheres are kept
-        when switching to another patient and back.
+        when switching to another patient and back. While the patient cannot be read they are
+        (NaN, NaN, NaN) and :meth:`save_markups` refuses.
     asphericity, mtv_ml, tmax_lmax : traits, read-only
         Results, updated on every change (NaN when the measurement failed, see ``error``).
     features : trait, read-only
@@ -212,7 +218,8 @@ class PatientViewer(widgets.VBox):
     @traitlets.observe("liver_centre_mm", "muscle_left_centre_mm", "muscle_right_centre_mm")
     def _on_centre(self, change):
         sphere = change["name"][: -len("_centre_mm")]
-        self._moved.setdefault(self.patient_id, {})[sphere] = change["new"]
+        if self._current is not None:  # a patient's own or moved centre, kept when switching back
+            self._moved.setdefault(self.patient_id, {})[sphere] = change["new"]
         self._sphere_readout()
         if not self._quiet:
             self._refresh()
@@ -271,7 +278,9 @@ class PatientViewer(widgets.VBox):
             if self._current is entry:
                 self._render_views()
 
-        thread = threading.Thread(target=work, name=f"mibgkit-viewer-ct-{pid}", daemon=True)
+        # Not a daemon: the interpreter waits for a CT still loading at exit instead of aborting in
+        # SimpleITK's C++ code.
+        thread = threading.Thread(target=work, name=f"mibgkit-viewer-ct-{pid}")
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
 
@@ -288,6 +297,9 @@ class PatientViewer(widgets.VBox):
             except MibgkitError as e:
                 self._current = None
                 self._load_error = str(e)
+                with self._hold():  # nothing of the previous patient stays on show or in save_markups
+                    for s in SPHERES:
+                        setattr(self, f"{s}_centre_mm", NO_POINT)
             else:
                 self._current = entry
                 self._load_error = ""
@@ -547,6 +559,8 @@ class PatientViewer(widgets.VBox):
         """
         if sphere not in SPHERES:
             raise ValueError(f"unknown sphere {sphere!r}; choose one of {', '.join(SPHERES)}")
+        if axis not in (0, 1, 2):
+            raise ValueError(f"axis must be 0 (x), 1 (y) or 2 (z), got {axis!r}")
         if self._current is None:
             return
         centre = list(getattr(self, f"{sphere}_centre_mm"))
@@ -559,6 +573,9 @@ class PatientViewer(widgets.VBox):
 
         Returns the new centre (LPS mm). Clicking on the axial view calls this (with ``ipyevents``).
         """
+        if sphere not in SPHERES or view not in VIEWS:
+            raise ValueError(f"sphere {sphere!r} / view {view!r}: choose a sphere of {', '.join(SPHERES)} and "
+                             f"a view of {', '.join(VIEWS)}")
         entry = self._current
         if entry is None:
             raise InputError("no patient is loaded")
@@ -643,6 +660,14 @@ class PatientViewer(widgets.VBox):
                     out.add(Path(row[col]).resolve())
         return out
 
+    def _output_path(self, path: str | os.PathLike) -> Path:
+        """``path``, unless it is an input of the manifest: the viewer never overwrites inputs."""
+        path = Path(path)
+        if path.resolve() in self._input_files():
+            raise OutputError("is an input of the manifest; the viewer never overwrites inputs, choose "
+                              "another file", path=path)
+        return path
+
     def save_markups(self, path: str | os.PathLike) -> Path:
         """Write the current sphere centres as a 3D Slicer ``.mrk.json`` (LPS), atomically.
 
@@ -650,10 +675,9 @@ class PatientViewer(widgets.VBox):
         file back to the same centres (point the manifest's ``markups`` column at it). An input
         file (the manifest or any file it names) is never overwritten.
         """
-        path = Path(path)
-        if path.resolve() in self._input_files():
-            raise OutputError("is an input of the manifest; the viewer never overwrites inputs, choose "
-                              "another file", path=path)
+        if self._current is None:
+            raise InputError(f"no patient is loaded, so there are no centres to save ({self._load_error})")
+        path = self._output_path(path)
         with atomic_path(path) as tmp:
             write_markups(tmp, self.centres, "LPS")
         return path
@@ -683,8 +707,10 @@ class PatientViewer(widgets.VBox):
     def to_png(self, path: str | os.PathLike, *, wait_ct: float | None = 60.0) -> Path:
         """Write the current view (three slices, the coronal MIP, the numbers) as one PNG, atomically.
 
-        Waits up to ``wait_ct`` seconds for the CT, so that the file does not depend on timing.
+        Waits up to ``wait_ct`` seconds for the CT, so that the file does not depend on timing. An
+        input file (the manifest or any file it names) is never overwritten.
         """
+        path = self._output_path(path)
         buf = _io.BytesIO()
         self._static_image(wait_ct).save(buf, format="PNG", optimize=True)
         write_bytes(path, buf.getvalue())

@@ -189,12 +189,55 @@ def test_a_failed_measurement_is_shown_not_raised(manifest):
     assert 'data-key="error"' in viewer._w_numbers.value
 
 
-def test_save_markups_never_overwrites_an_input(manifest):
+def test_save_markups_and_to_png_never_overwrite_an_input(manifest):
     viewer = PatientViewer(manifest, "NB001")
-    with pytest.raises(OutputError, match="input"):
-        viewer.save_markups(manifest.loc["NB001", "markups"])
-    with pytest.raises(OutputError, match="input"):
-        viewer.save_markups(manifest.attrs["manifest"])
+    for write in (viewer.save_markups, viewer.to_png):
+        for path in (manifest.loc["NB001", "markups"], manifest.attrs["manifest"], manifest.loc["NB002", "roi"]):
+            with pytest.raises(OutputError, match="input"):
+                write(path)
+
+
+def test_a_patient_that_cannot_be_read_shows_no_centres_of_another(cohort, tmp_path):
+    """Switching to (or opening on) a patient whose files cannot be read leaves no centre of the
+    previous patient on show, and save_markups refuses instead of writing them under the new patient."""
+    m = pd.read_csv(cohort / "data_manifest.csv", dtype=str, keep_default_na=False)
+    m.loc[m.patient_id == "NB002", "roi"] = "data_manifest.csv"  # not a segmentation
+    path = cohort / "manifest_bad_roi.csv"
+    m.to_csv(path, index=False)
+    viewer = PatientViewer(path, "NB001")
+    assert all(math.isfinite(v) for v in viewer.liver_centre_mm)
+    viewer.patient_id = "NB002"
+    assert viewer.error and "NB002" in viewer.error
+    assert all(math.isnan(v) for c in viewer.centres.values() for v in c)
+    with pytest.raises(InputError, match="no patient is loaded"):
+        viewer.save_markups(tmp_path / "x.mrk.json")
+    assert not (tmp_path / "x.mrk.json").exists()
+    viewer.to_png(tmp_path / "failed.png")  # the view says why, it does not raise
+    viewer.patient_id = "NB001"  # back: its own centres again
+    assert viewer.centres == PatientViewer(path, "NB001").centres
+    opened = PatientViewer(path, "NB002")
+    assert all(math.isnan(v) for v in opened.liver_centre_mm) and opened.error
+    with pytest.raises(InputError, match="no patient is loaded"):
+        opened.save_markups(tmp_path / "y.mrk.json")
+    path.unlink()
+
+
+def test_a_script_that_opens_a_viewer_exits_cleanly(cohort):
+    """The CT loads in a thread of its own: leaving while it loads must not abort the interpreter."""
+    import subprocess
+    import sys
+
+    code = f"from mibgkit.viewer import PatientViewer; PatientViewer({str(cohort / 'data_manifest.csv')!r}, 'NB001')"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_bad_view_or_axis_is_a_clear_error(manifest):
+    viewer = PatientViewer(manifest, "NB001")
+    with pytest.raises(ValueError, match="axis must be 0"):
+        viewer.move_sphere("liver", 5)
+    with pytest.raises(ValueError, match="view 'bogus'"):
+        viewer.place_sphere("liver", "bogus", 10, 10)
 
 
 def test_review_round_trip(cohort, manifest):
