@@ -17,7 +17,7 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import MibgkitError
+from .errors import InputError, MibgkitError
 
 
 def _cmd_shape(args) -> int:
@@ -86,6 +86,19 @@ def _cmd_synth(args) -> int:
     return 0
 
 
+def _read_params(path) -> dict:
+    """The notebook parameters of ``--params``: a JSON object."""
+    try:
+        params = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise InputError(f"cannot read the parameters ({e.strerror or type(e).__name__})", path=path) from None
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(f"not a JSON file ({e})", path=path) from None
+    if not isinstance(params, dict):
+        raise InputError("the parameters must be a JSON object, e.g. {\"mtv_method\": \"adaptive\"}", path=path)
+    return params
+
+
 def _cmd_report(args) -> int:
     import time
 
@@ -93,7 +106,7 @@ def _cmd_report(args) -> int:
     from .report import run_report
 
     timings = []
-    params = json.loads(Path(args.params).read_text()) if args.params else {}
+    params = _read_params(args.params) if args.params else {}
     manifest = Path(args.manifest) if args.manifest else DEFAULT_SYNTHETIC / "data_manifest.csv"
     if args.manifest is None and not manifest.is_file():
         from .synth.generate import DEFAULT_SEED, generate_cohort

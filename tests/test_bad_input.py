@@ -379,3 +379,41 @@ def test_an_invalid_mtv_parameter_stops_the_report_before_any_patient(small_coho
                  "--params", str(params), "-q"]) == 2
     assert "adaptive threshold fraction must be a number in (0, 1), got 1.0" in capsys.readouterr().err
     assert not (tmp_path / "reports" / "index.html").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--n", "0"], "a cohort needs n >= 1 patients and a seed >= 0, got n=0"),
+    (["--n", "1", "--seed", "-1"], "got n=1, seed=-1"),
+])
+def test_synth_refuses_bad_parameters_before_writing_anything(tmp_path, capsys, args, message):
+    from mibgkit.cli import main
+
+    assert main(["synth", str(tmp_path / "out"), "-q", *args]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_synth_into_a_file_is_an_output_error(tmp_path, capsys):
+    from mibgkit.cli import main
+
+    (tmp_path / "afile").write_text("x")
+    assert main(["synth", str(tmp_path / "afile"), "--n", "1", "-q"]) == 2
+    assert "cannot create the cohort folder" in capsys.readouterr().err
+    assert (tmp_path / "afile").read_text() == "x"
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[1, 2]", "the parameters must be a JSON object"),
+    ("{bad", "not a JSON file"),
+    (None, "cannot read the parameters"),
+])
+def test_report_params_that_cannot_be_read_are_named(small_cohort, tmp_path, capsys, content, message):
+    from mibgkit.cli import main
+
+    params = tmp_path / "params.json"
+    if content is not None:
+        params.write_text(content)
+    assert main(["report", "--manifest", str(small_cohort / "data_manifest.csv"), "--out", str(tmp_path / "r"),
+                 "--params", str(params), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "params.json" in err

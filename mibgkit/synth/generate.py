@@ -45,7 +45,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..errors import QCWarning
+from ..errors import OutputError, ParameterError, QCWarning
 from . import anatomy, centres, clinical, identities, tumour
 from .calibrate import calibrate_shape, roi_on_spect, solve_uptake
 from .export import write_patient
@@ -597,12 +597,17 @@ def generate_cohort(out_dir: str | os.PathLike, n: int = STUDY_N, seed: int | No
     seed = (DEFAULT_SEED if dept is None else dept.seed) if seed is None else seed
     vendor = ("siemens" if dept is None else dept.vendor) if vendor is None else vendor
     if vendor not in VENDORS or compression not in COMPRESSIONS:
-        raise ValueError(f"vendor {vendor!r} / compression {compression!r}: choose a vendor of {VENDORS} "
-                         f"and a compression of {tuple(COMPRESSIONS)}")
+        raise ParameterError(f"vendor {vendor!r} / compression {compression!r}: choose a vendor of {VENDORS} "
+                             f"and a compression of {tuple(COMPRESSIONS)}")
     if roi_format not in ROI_FORMATS:
-        raise ValueError(f"roi_format {roi_format!r}: choose one of {ROI_FORMATS}")
+        raise ParameterError(f"roi_format {roi_format!r}: choose one of {ROI_FORMATS}")
+    if int(n) < 1 or int(seed) < 0:
+        raise ParameterError(f"a cohort needs n >= 1 patients and a seed >= 0, got n={n}, seed={seed}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise OutputError(f"cannot create the cohort folder ({e.strerror or type(e).__name__})", path=out) from None
     root = np.random.SeedSequence(int(seed))
     design_seq, patient_seq = root.spawn(2)
     with tqdm(total=1, desc="design", unit="cohort", disable=not progress) as bar:  # seconds for a study design
