@@ -50,6 +50,9 @@ def _cmd_extract(args) -> int:
     params = {}
     if args.fraction is not None:
         params["fraction"] = args.fraction
+        if args.mtv_method == "roi":
+            print("mibgkit extract: note: --fraction is only used by --mtv-method percent_max or adaptive; "
+                  "ignored for the ROI as drawn", file=sys.stderr)
     if args.workers is not None and args.workers < 1:
         raise MibgkitError(f"--workers must be at least 1, got {args.workers}")
     out = Path(args.output)

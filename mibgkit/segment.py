@@ -13,19 +13,23 @@ Three definitions, chosen by ``method``:
     shell ``background_shell_mm`` thick around the dilated ROI unless given.
 
 For both thresholds the MTV is the 26-connected component that contains the Tmax voxel, so
-neighbouring hot organs inside the search region do not join the tumour.
+neighbouring hot organs inside the search region do not join the tumour. Where that component
+reaches the edge of the search region the threshold has not bounded it (a cold tumour, a hot organ
+next to it): a :class:`~mibgkit.errors.QCWarning` says so, since its volume and shape then depend
+on ``dilation_mm``.
 """
 
 from __future__ import annotations
 
 import math
 import numbers
+import warnings
 
 import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .errors import GeometryError, ParameterError, SegmentationError
+from .errors import GeometryError, ParameterError, QCWarning, SegmentationError
 
 MTV_METHODS = ("roi", "percent_max", "adaptive")
 
@@ -145,6 +149,10 @@ def mtv_mask(
                 "hotter than its surroundings, so there is no MTV to threshold"
             )
         comp = _component_with(region & (v >= thr), seed)
+        if (comp & ~ndimage.binary_erosion(region)).any():
+            warnings.warn(f"the {method} MTV reaches the edge of its search region (the ROI dilated by "
+                          f"{dilation_mm:g} mm): the threshold does not bound it there, so its volume and shape "
+                          "depend on the search region", QCWarning, stacklevel=2)
         out = np.zeros(roi_arr.shape, np.uint8)
         out[crop] = comp
         info.update(threshold=float(thr), background=bg, fraction=f, n_voxels=int(comp.sum()))

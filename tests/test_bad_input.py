@@ -417,3 +417,11 @@ def test_report_params_that_cannot_be_read_are_named(small_cohort, tmp_path, cap
                  "--params", str(params), "-q"]) == 2
     err = capsys.readouterr().err
     assert message in err and "params.json" in err
+
+
+def test_a_fraction_without_a_threshold_method_is_noted(cohort, tmp_path, capsys):
+    from mibgkit.cli import main
+
+    assert main(["extract", str(cohort / "data_manifest.csv"), "-o", str(tmp_path / "f.csv"), "-q",
+                 "--fraction", "0.3"]) == 0
+    assert "--fraction is only used by --mtv-method percent_max or adaptive" in capsys.readouterr().err

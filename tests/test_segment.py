@@ -122,3 +122,25 @@ def test_valid_mtv_parameters_pass():
     for method, fraction in (("roi", None), ("roi", 5.0), ("percent_max", None), ("percent_max", np.float32(0.4)),
                              ("adaptive", 0.05), ("adaptive", 0.95)):
         check_mtv(method, fraction)
+
+
+def test_an_mtv_the_threshold_does_not_bound_is_a_qc_warning():
+    """A flat uptake around a one-voxel ROI: every voxel of the search region passes the threshold,
+    so the MTV is the dilated ROI itself, and the warning says so; a hot tumour stays silent."""
+    import warnings
+
+    from mibgkit.errors import QCWarning
+
+    flat = sitk.GetImageFromArray(np.full((30, 30, 30), 10.0))
+    flat.SetSpacing((3.0, 3.0, 3.0))
+    one = sitk.GetImageFromArray(np.zeros((30, 30, 30), np.uint8))
+    one.CopyInformation(flat)
+    one[15, 15, 15] = 1
+    with pytest.warns(QCWarning, match="percent_max MTV reaches the edge of its search region"):
+        mask, info = mtv_mask(flat, one, "percent_max")
+    assert info["n_voxels"] > 1
+    img, roi, _ = phantom(bg=10.0, hot=110.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", QCWarning)
+        for method in ("percent_max", "adaptive"):
+            mtv_mask(img, roi, method)
