@@ -79,7 +79,7 @@ NO_POINT = (math.nan, math.nan, math.nan)
 
 class _PointMM(traitlets.TraitType):
     """Three finite numbers, LPS mm, stored as a tuple of floats; :data:`NO_POINT` (three NaNs)
-    while no patient is loaded."""
+    only while no patient is loaded."""
 
     info_text = "a sequence of 3 finite numbers (LPS mm)"
     default_value = NO_POINT
@@ -89,7 +89,9 @@ class _PointMM(traitlets.TraitType):
             point = tuple(float(v) for v in value)
         except (TypeError, ValueError):
             self.error(obj, value)
-        if len(point) != 3 or not (all(math.isfinite(v) for v in point) or all(math.isnan(v) for v in point)):
+        no_patient = getattr(obj, "_current", None) is None
+        if len(point) != 3 or not (all(math.isfinite(v) for v in point)
+                                   or (no_patient and all(math.isnan(v) for v in point))):
             self.error(obj, value)
         return point
 

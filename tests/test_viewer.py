@@ -19,7 +19,7 @@ from mibgkit.extraction import extract
 from mibgkit.features import FEATURE_COLUMNS, SPHERES
 from mibgkit.manifest import read_manifest
 from mibgkit.review import REVIEW_COLUMNS, read_review, set_review
-from mibgkit.viewer import PatientViewer, format_number
+from mibgkit.viewer import NO_POINT, PatientViewer, format_number
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +214,8 @@ def test_a_patient_that_cannot_be_read_shows_no_centres_of_another(cohort, tmp_p
     assert not (tmp_path / "x.mrk.json").exists()
     viewer.to_png(tmp_path / "failed.png")  # the view says why, it does not raise
     viewer.patient_id = "NB001"  # back: its own centres again
+    with pytest.raises(traitlets.TraitError):  # NaN is for "no patient" only
+        viewer.liver_centre_mm = NO_POINT
     assert viewer.centres == PatientViewer(path, "NB001").centres
     opened = PatientViewer(path, "NB002")
     assert all(math.isnan(v) for v in opened.liver_centre_mm) and opened.error
