@@ -62,9 +62,15 @@ def check_mtv(method: str, fraction: float | None = None) -> None:
     :data:`MTV_METHODS` and ``fraction``, where given for a thresholding method, lies in (0, 1)."""
     if method not in MTV_METHODS:
         raise ParameterError(f"unknown MTV method {method!r}; choose one of {', '.join(MTV_METHODS)}")
-    if method in DEFAULT_FRACTIONS and fraction is not None and not (
-            isinstance(fraction, numbers.Real) and 0 < fraction < 1):
-        raise ParameterError(f"the {method} threshold fraction must be a number in (0, 1), got {fraction!r}")
+    if method in DEFAULT_FRACTIONS and fraction is not None:
+        check_fraction(fraction, f"the {method} threshold fraction")
+
+
+def check_fraction(fraction, what: str = "the threshold fraction") -> None:
+    """Raise :class:`~mibgkit.errors.ParameterError`, naming ``what``, unless ``fraction`` is a
+    number in (0, 1)."""
+    if not (isinstance(fraction, numbers.Real) and 0 < fraction < 1):
+        raise ParameterError(f"{what} must be a number in (0, 1), got {fraction!r}")
 
 
 def mtv_mask(

@@ -58,12 +58,12 @@ from PIL import Image
 
 from . import io as mio
 from . import viewer_render as render
-from .errors import InputError, MibgkitError, OutputError, QCWarning, first_line
+from .errors import InputError, MibgkitError, OutputError, ParameterError, QCWarning, first_line
 from .features import SPHERES, PatientData
 from .manifest import read_manifest
 from .outputs import atomic_path, write_bytes
 from .review import REVIEW_CHOICES, REVIEW_FILE, read_review, review_path_for, set_review
-from .segment import DEFAULT_FRACTIONS, MTV_METHODS
+from .segment import DEFAULT_FRACTIONS, MTV_METHODS, check_fraction
 from .slicer_write import write_markups
 from .viewer_render import NUMBER_ROWS, VIEW_AXES, VIEWS, format_number
 
@@ -200,8 +200,11 @@ class PatientViewer(widgets.VBox):
     @traitlets.validate("mtv_fraction")
     def _check_fraction(self, proposal):
         f = proposal["value"]
-        if f is not None and not 0 < f < 1:
-            raise traitlets.TraitError(f"mtv_fraction must be in (0, 1) or None, got {f}")
+        if f is not None:
+            try:
+                check_fraction(f, "mtv_fraction")
+            except ParameterError as e:
+                raise traitlets.TraitError(str(e)) from None
         return f
 
     @traitlets.observe("patient_id")
